@@ -1,0 +1,3 @@
+from cloud.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""`hub run`: opens the store, starts the services under the supervisor, talks to systemd, stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from drivers.platform import Board, detect_board, use_simulated
+from hub import __version__, clock
+from hub.bus import EventBus
+from hub.config.settings import Secrets, Settings
+from hub.service import Service
+from hub.store import RecordClass, Store, StoreLimits, Transaction
+from hub.store.service import StoreService
+from hub.supervisor import Supervisor
+from hub.sync.uploader import Uploader
+from hub.systemd_notify import Notifier
+from hub.telemetry.service import VitalsService
+from hub.web.server import ManagementServer
+
+log = logging.getLogger(__name__)
+
+STOP_BUDGET_S = 4.0  # systemd and the issue allow 5 s; keep a margin for the final commit
+RUNNING_KEY = "hub.running"
+
+
+class Hub:
+    def __init__(self, settings: Settings, secrets: Secrets, config_path: Path) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.config_path = config_path
+        self.board: Board = detect_board()
+        self.simulated = use_simulated(settings.hub.hardware, self.board)
+        self.bus = EventBus()
+        self.notifier = Notifier()
+        self.started_mono = time.monotonic()
+        self.store: Store | None = None
+        self.supervisor: Supervisor | None = None
+        self.previous_run: dict[str, Any] | None = None
+        self._stop = asyncio.Event()
+
+    # ---- composition --------------------------------------------------------------------------
+
+    def build_services(self, store: Store) -> list[Service]:
+        s = self.settings
+        return [
+            StoreService(store),
+            ManagementServer(s.management, self.health),
+            Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
+            VitalsService(store, s.telemetry, s.hub.data_dir),
+        ]
+
+    # ---- health -------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        services = self.supervisor.health() if self.supervisor else {}
+        problems: list[str] = []
+        failing = False
+        for name, h in services.items():
+            if not h["ok"]:
+                problems.extend(f"{name}: {p}" for p in (h["problems"] or [h["state"]]))
+                failing = failing or (h["critical"] and h["state"] != "running")
+        watchdog_ok, reason = self.supervisor.watchdog_ok() if self.supervisor else (False, "starting")
+        if not watchdog_ok:
+            failing = True
+            problems.append(reason)
+        status = "failing" if failing else ("degraded" if problems else "ok")
+        return {
+            "hub_id": self.settings.hub.id,
+            "village": self.settings.village.name,
+            "version": __version__,
+            "status": status,
+            "problems": problems,
+            "uptime_s": round(time.monotonic() - self.started_mono, 1),
+            "boot_id": clock.boot_id(),
+            "hardware": {
+                "simulated": self.simulated,
+                "board": self.board.family,
+                "model": self.board.model,
+                "machine": self.board.machine,
+            },
+            "previous_run": self.previous_run,
+            "services": services,
+            "outbox": self.store.stats().as_dict() if self.store else None,
+        }
+
+    def status_line(self) -> str:
+        if not self.supervisor or not self.store:
+            return "starting"
+        services = self.supervisor.health()
+        ok = sum(1 for h in services.values() if h["ok"])
+        counters = self.store.counters()
+        sync = services.get("sync", {}).get("details", {})
+        return (
+            f"{ok}/{len(services)} services ok; outbox {counters['pending_count']} pending, "
+            f"last seq {counters['last_seq']}; cloud {sync.get('link', '?')}"
+        )
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def _record_start(self, tx: Transaction) -> None:
+        """Note how the previous run ended: a run still marked as running did not stop cleanly."""
+        previous = tx.conn.execute("SELECT value FROM state WHERE key = ?", (RUNNING_KEY,)).fetchone()
+        alive = tx.conn.execute("SELECT value FROM state WHERE key = 'hub.alive'").fetchone()
+        prev = json.loads(previous[0]) if previous else None
+        last_alive = json.loads(alive[0]) if alive else None
+        if prev:
+            same_boot = prev.get("boot_id") == clock.boot_id()
+            self.previous_run = {"clean": False, "same_boot": same_boot, **prev, "last_alive": last_alive}
+            # A new boot id means the whole box went down (power cut, brown-out, kernel crash);
+            # the same boot means only the hub died (killed by the watchdog, out of memory, a bug).
+            tx.append(
+                RecordClass.SAFETY if not same_boot else RecordClass.OPERATIONS,
+                "power.lost" if not same_boot else "hub.crashed",
+                {"previous": prev, "last_alive": last_alive, "boot_id": clock.boot_id()},
+            )
+        else:
+            self.previous_run = {"clean": True} if alive else None
+        run = {
+            "pid": os.getpid(),
+            "boot_id": clock.boot_id(),
+            "started_at": clock.wall(),
+            "version": __version__,
+        }
+        tx.set_state(RUNNING_KEY, run)
+        tx.append(
+            RecordClass.OPERATIONS,
+            "hub.started",
+            {
+                "version": __version__,
+                "board": self.board.family,
+                "model": self.board.model,
+                "simulated_hardware": self.simulated,
+                "previous_run_clean": None if self.previous_run is None else self.previous_run["clean"],
+            },
+        )
+        tx.set_state("hub.alive", {"at": clock.wall(), "boot_id": clock.boot_id(), "uptime": clock.uptime()})
+
+    @staticmethod
+    def _record_stop(tx: Transaction, reason: str) -> None:
+        tx.conn.execute("DELETE FROM state WHERE key = ?", (RUNNING_KEY,))
+        tx.set_state("hub.alive", {"at": clock.wall(), "boot_id": clock.boot_id(), "uptime": clock.uptime()})
+        tx.append(RecordClass.OPERATIONS, "hub.stopped", {"reason": reason, "uptime_s": round(clock.uptime(), 1)})
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        log.info("stop requested: %s", reason)
+        self._stop_reason = reason
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.bus.bind(loop)
+        self._stop_reason = "stopped"
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        s = self.settings
+        store = await asyncio.to_thread(Store.open, s.hub.data_dir, StoreLimits.from_settings(s.store))
+        self.store = store
+        await store.write(self._record_start)
+        self.supervisor = Supervisor(self.build_services(store), s.supervisor, self.bus)
+        self.supervisor.start()
+        await self.supervisor.wait_running(timeout=10)
+        ready_after = time.monotonic() - self.started_mono
+        log.info(
+            "village hub %s ready in %.2fs (%s hardware); %s",
+            __version__,
+            ready_after,
+            "simulated" if self.simulated else self.board.model,
+            self.status_line(),
+        )
+        self.notifier.ready(self.status_line())
+        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        await self._stop.wait()
+        self.notifier.stopping()
+        watchdog.cancel()
+        await self._shutdown()
+        return 0
+
+    async def _watchdog(self) -> None:
+        """Feed systemd only while the loop runs on time and every critical service beats."""
+        interval = self.notifier.watchdog_interval() or 5.0
+        tick = min(interval, 5.0)
+        expected = time.monotonic() + tick
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            lag = now - expected
+            expected = now + tick
+            assert self.supervisor is not None
+            ok, reason = self.supervisor.watchdog_ok()
+            if lag > interval:
+                ok, reason = False, f"event loop blocked for {lag:.1f}s"
+            if ok:
+                self.notifier.watchdog()
+            else:
+                log.error("not feeding the watchdog: %s", reason)
+            self.notifier.status(self.status_line() if ok else f"unhealthy: {reason}")
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + STOP_BUDGET_S
+        assert self.supervisor is not None
+        assert self.store is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.supervisor.stop(timeout=1.0), timeout=STOP_BUDGET_S - 1.0)
+        store = self.store
+        reason = self._stop_reason
+        try:
+            await asyncio.wait_for(store.write(lambda tx: self._record_stop(tx, reason)), timeout=1.0)
+        except Exception:
+            log.exception("could not record the stop")
+        remaining = max(0.1, deadline - time.monotonic())
+        await asyncio.to_thread(store.close, remaining)
+        log.info("stopped (%s)", reason)

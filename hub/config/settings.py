@@ -1,0 +1,176 @@
+"""Typed settings of the hub, one model per `hub.toml` table.
+
+Every field has a title, a description and a default where a safe default exists (Frigate's habit): the
+descriptions are the documentation of `hub.example.toml` and of the technician page's settings view.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict
+
+DEFAULT_CONFIG_PATH = Path("/etc/village-hub/hub.toml")
+DEFAULT_DATA_DIR = Path("/var/lib/village-hub")
+DEFAULT_SECRETS_PATH = Path("/etc/village-hub/secrets.toml")
+
+# TOML has no path type: a path is a string, converted here even though sections are strict.
+PathStr = Annotated[Path, Strict(False)]
+
+
+class Section(BaseModel):
+    # strict: TOML already carries types, so "5" for an integer is a mistake to report, not to coerce.
+    # forbid: an unknown key is nearly always a typo of a known one.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class HubSection(Section):
+    id: str = Field(
+        title="Hub id",
+        description="Unique id of this box at the commune cloud, e.g. 'xa-quang-luu-thon-3'.",
+        min_length=3,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$",
+    )
+    data_dir: PathStr = Field(
+        default=DEFAULT_DATA_DIR,
+        title="Data directory",
+        description="Where the SQLite store and downloaded media live. Must be writable by the service user.",
+    )
+    secrets_file: PathStr = Field(
+        default=DEFAULT_SECRETS_PATH,
+        title="Secrets file",
+        description="TOML file with cloud_token and technician_password_hash, mode 0600, service user only.",
+    )
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        title="Time zone",
+        description="IANA time zone in which schedules are written.",
+    )
+    hardware: Literal["auto", "simulated", "real"] = Field(
+        default="auto",
+        title="Hardware backend",
+        description="'auto' uses real hardware on a Raspberry Pi or Jetson and simulated hardware elsewhere.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", title="Log level")
+
+
+class VillageSection(Section):
+    name: str = Field(default="", title="Village name", description="Shown on the portal and the technician page.")
+    code: str = Field(default="", title="Village code", description="Administrative code given by the commune.")
+    latitude: float = Field(
+        default=21.0285,
+        ge=-90.0,
+        le=90.0,
+        title="Latitude",
+        description="Decimal degrees, for sunset/sunrise.",
+    )
+    longitude: float = Field(
+        default=105.8542,
+        ge=-180.0,
+        le=180.0,
+        title="Longitude",
+        description="Decimal degrees, east positive.",
+    )
+
+
+class StoreSection(Section):
+    outbox_max_records: int = Field(
+        default=500_000,
+        ge=100,
+        le=50_000_000,
+        title="Outbox record cap",
+        description="When the outbox holds this many undelivered records, the lowest class is evicted oldest-first.",
+    )
+    outbox_max_mb: int = Field(
+        default=512,
+        ge=1,
+        le=65_536,
+        title="Outbox size cap (MiB)",
+        description="Cap on the payload bytes of undelivered records; eviction as for the record cap.",
+    )
+    group_commit_ms: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        title="Group commit window (ms)",
+        description="How long the writer waits for more records before one durable commit serves them all.",
+    )
+
+
+class SyncSection(Section):
+    cloud_url: HttpUrl | None = Field(
+        default=None,
+        title="Commune cloud URL",
+        description="Base URL of the commune cloud, e.g. 'https://cloud.xa-quangluu.vn'. Empty: stay offline.",
+    )
+    batch_size: int = Field(default=500, ge=1, le=1000, title="Records per upload batch")
+    timeout_s: float = Field(default=20.0, gt=0.0, le=600.0, title="HTTP timeout per request (s)")
+    backoff_base_s: float = Field(default=1.0, gt=0.0, le=60.0, title="First retry delay cap (s)")
+    backoff_max_s: float = Field(default=300.0, gt=0.0, le=3600.0, title="Longest retry delay cap (s)")
+    idle_poll_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=3600.0,
+        title="Idle poll (s)",
+        description="Upload check when nothing woke it.",
+    )
+    ca_bundle: PathStr | None = Field(
+        default=None,
+        title="CA bundle",
+        description="PEM file of CAs trusted for the cloud; empty: the system's.",
+    )
+
+
+class ManagementSection(Section):
+    host: str = Field(
+        default="127.0.0.1",
+        title="Management listener address",
+        description="Address of the technician page and local API. Never the public Wi-Fi address.",
+    )
+    port: int = Field(default=8080, ge=1, le=65535, title="Management listener port")
+
+
+class SupervisorSection(Section):
+    restart_initial_s: float = Field(default=1.0, gt=0.0, le=60.0, title="First restart delay (s)")
+    restart_max_s: float = Field(default=60.0, gt=0.0, le=3600.0, title="Longest restart delay (s)")
+    stable_after_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=3600.0,
+        title="Stable after (s)",
+        description="A service running this long has its restart delay reset to the first one.",
+    )
+    heartbeat_timeout_s: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=600.0,
+        title="Heartbeat timeout (s)",
+        description="A critical service silent this long stops the systemd watchdog from being fed.",
+    )
+
+
+class TelemetrySection(Section):
+    vitals_interval_s: float = Field(
+        default=300.0,
+        ge=5.0,
+        le=86_400.0,
+        title="Vitals interval (s)",
+        description="CPU, memory, disk report.",
+    )
+
+
+class Settings(Section):
+    hub: HubSection
+    village: VillageSection = VillageSection()
+    store: StoreSection = StoreSection()
+    sync: SyncSection = SyncSection()
+    management: ManagementSection = ManagementSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    telemetry: TelemetrySection = TelemetrySection()
+
+
+class Secrets(Section):
+    cloud_token: str | None = Field(default=None, min_length=16, title="Cloud token")
+    technician_password_hash: str | None = Field(default=None, title="Technician password hash")

@@ -1,0 +1,214 @@
+"""`hub doctor`: every check a technician needs, one line each, ok / warn / fail.
+
+Read-only: it never creates, migrates or repairs anything, so it is safe to run beside a running hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import ssl
+import stat
+import time
+import urllib.error
+import urllib.request
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from drivers.platform import detect_board, use_simulated
+from hub import sysinfo
+from hub.config import ConfigError, Settings, load_secrets, load_settings
+from hub.store.database import DB_NAME, connect, quick_check
+from hub.store.migrations import SCHEMA_VERSION, schema_version
+from hub.store.store import StoreLimits, outbox_stats
+
+Level = Literal["ok", "warn", "fail"]
+
+MIN_FREE_FAIL = 100 * 2**20
+MIN_FREE_WARN = 1024 * 2**20
+
+
+@dataclass(frozen=True)
+class Check:
+    level: Level
+    name: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.level:<5} {self.name:<16} {self.message}"
+
+
+def run_checks(config_path: Path) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        checks.append(Check("fail", "config", str(exc).replace("\n", "\n" + " " * 23)))
+        checks.extend(_hardware(None))
+        return checks
+    checks.append(Check("ok", "config", f"{config_path} is valid (hub id {settings.hub.id})"))
+    checks.append(_secrets(settings))
+    checks.append(_data_dir(settings.hub.data_dir))
+    checks.append(_store(settings))
+    checks.append(_disk(settings.hub.data_dir))
+    checks.extend(_hardware(settings))
+    checks.append(_clock(settings))
+    checks.append(_cloud(settings))
+    checks.extend(_running_hub(settings))
+    return checks
+
+
+def _secrets(settings: Settings) -> Check:
+    path = settings.hub.secrets_file
+    if not path.exists():
+        return Check("warn", "secrets", f"{path} not found: no cloud token yet (box not enrolled)")
+    try:
+        secrets = load_secrets(path)
+    except ConfigError as exc:
+        return Check("fail", "secrets", str(exc))
+    except PermissionError:
+        return Check("warn", "secrets", f"{path} not readable by this user (run as the service user or root)")
+    if not secrets.cloud_token:
+        return Check("warn", "secrets", f"{path}: no cloud_token (box not enrolled)")
+    return Check("ok", "secrets", f"{path} is private (0600) and holds a cloud token")
+
+
+def _data_dir(path: Path) -> Check:
+    if not path.exists():
+        return Check("warn", "data dir", f"{path} does not exist yet; `hub run` creates it")
+    if not path.is_dir():
+        return Check("fail", "data dir", f"{path} is not a directory")
+    mode = path.stat().st_mode
+    probe = path / f".doctor-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return Check("fail", "data dir", f"{path} is not writable by uid {os.getuid()}: {exc.strerror}")
+    if mode & stat.S_IWOTH:
+        return Check("fail", "data dir", f"{path} is world-writable ({stat.filemode(mode)}); expected 0750")
+    if mode & stat.S_IROTH:
+        return Check("warn", "data dir", f"{path} is world-readable ({stat.filemode(mode)}); expected 0750")
+    return Check("ok", "data dir", f"{path} writable, {stat.filemode(mode)}")
+
+
+def _store(settings: Settings) -> Check:
+    path = settings.hub.data_dir / DB_NAME
+    if not path.exists():
+        return Check("warn", "store", f"{path} not created yet")
+    try:
+        with contextlib.closing(connect(path, readonly=True)) as conn:
+            problems = quick_check(conn)
+            if problems:
+                return Check("fail", "store", f"integrity check failed: {'; '.join(problems[:3])}")
+            version = schema_version(conn)
+            if version != SCHEMA_VERSION:
+                return Check(
+                    "warn",
+                    "store",
+                    f"schema version {version}, this release has {SCHEMA_VERSION} (migrates at start)",
+                )
+            stats = outbox_stats(conn, StoreLimits.from_settings(settings.store))
+    except Exception as exc:
+        return Check("fail", "store", f"cannot read {path}: {exc}")
+    dropped = sum(stats.dropped.values())
+    level: Level = "warn" if dropped else "ok"
+    by_class = ", ".join(f"{k} {v}" for k, v in stats.pending_by_class.items() if v) or "empty"
+    return Check(
+        level,
+        "store",
+        f"integrity ok, schema {version}; outbox {stats.pending} pending ({by_class}), last seq {stats.last_seq}"
+        + (f", {dropped} evicted when full" if dropped else ""),
+    )
+
+
+def _disk(path: Path) -> Check:
+    d = sysinfo.disk(path)
+    free_mb = d["free_bytes"] // 2**20
+    share = d["free_bytes"] / d["total_bytes"] if d["total_bytes"] else 0
+    text = f"{free_mb} MiB free of {d['total_bytes'] // 2**20} MiB ({share:.0%})"
+    if d["free_bytes"] < MIN_FREE_FAIL:
+        return Check("fail", "disk", text)
+    if d["free_bytes"] < MIN_FREE_WARN or share < 0.10:
+        return Check("warn", "disk", text)
+    return Check("ok", "disk", text)
+
+
+def _hardware(settings: Settings | None) -> list[Check]:
+    board = detect_board()
+    setting = settings.hub.hardware if settings else "auto"
+    simulated = use_simulated(setting, board)
+    if setting == "real" and not board.real_hardware:
+        return [Check("fail", "hardware", f"hardware = 'real' but no Raspberry Pi or Jetson found ({board.model})")]
+    if simulated:
+        why = "hardware = 'simulated' in config" if setting == "simulated" else "no Raspberry Pi/Jetson detected"
+        return [Check("warn", "hardware", f"simulated hardware ({why}); machine {board.machine}, {board.model}")]
+    return [Check("ok", "hardware", f"{board.model} ({board.family}, {board.machine})")]
+
+
+def _clock(settings: Settings) -> Check:
+    try:
+        zoneinfo.ZoneInfo(settings.hub.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return Check("fail", "clock", f"time zone {settings.hub.timezone!r} unknown (install tzdata)")
+    year = time.gmtime().tm_year
+    if year < 2025:
+        return Check("warn", "clock", f"wall clock says {year}: not set yet (no RTC, no NTP sync)")
+    return Check("ok", "clock", f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, schedules in {settings.hub.timezone}")
+
+
+def _http_get(url: str, timeout: float, cafile: Path | None = None) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    request = urllib.request.Request(url, headers={"User-Agent": "village-hub-doctor"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+def _cloud(settings: Settings) -> Check:
+    url = settings.sync.cloud_url
+    if url is None:
+        return Check("warn", "cloud", "no sync.cloud_url configured: the box stays offline")
+    target = str(url).rstrip("/") + "/healthz"
+    started = time.monotonic()
+    try:
+        status, _ = _http_get(target, timeout=5.0, cafile=settings.sync.ca_bundle)
+    except (OSError, urllib.error.URLError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check("fail", "cloud", f"{target} unreachable: {reason}")
+    took = (time.monotonic() - started) * 1000
+    if status != 200:
+        return Check("fail", "cloud", f"{target} answered HTTP {status}")
+    return Check("ok", "cloud", f"{target} reachable ({took:.0f} ms)")
+
+
+def _running_hub(settings: Settings) -> list[Check]:
+    host = settings.management.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - mapping a wildcard bind to loopback
+    url = f"http://{host}:{settings.management.port}/api/health"
+    try:
+        status, body = _http_get(url, timeout=3.0)
+        report: dict[str, Any] = json.loads(body)
+    except (OSError, ValueError, urllib.error.URLError):
+        return [Check("warn", "hub", f"not running (nothing answers at {url})")]
+    if status != 200:
+        return [Check("fail", "hub", f"{url} answered HTTP {status}")]
+    checks = [Check(_level(report["status"]), "hub", f"running {report['version']}, status {report['status']}")]
+    for name, h in report.get("services", {}).items():
+        level: Level = "ok" if h["ok"] else ("fail" if h["state"] != "running" else "warn")
+        text = h["state"] + (f", {h['restarts']} restarts" if h["restarts"] else "")
+        if h["problems"]:
+            text += ": " + "; ".join(h["problems"])
+        elif h["last_error"] and not h["ok"]:
+            text += f": {h['last_error']}"
+        checks.append(Check(level, f"  {name}", text))
+    return checks
+
+
+def _level(status: str) -> Level:
+    return {"ok": "ok", "degraded": "warn"}.get(status, "fail")  # type: ignore[return-value]

@@ -1,0 +1,419 @@
+"""The store: one writer thread that commits everyone's writes durably, in groups.
+
+Producers (any thread or coroutine) hand a write to the writer and are answered only after the commit that
+holds it is on disk (synchronous=FULL). The writer takes every write that queued up while the previous
+commit was being fsynced, plus whatever arrives within the group-commit window, and commits them in one
+transaction: one fsync serves many records, which is what makes durable writes fast on an SD card.
+Each write runs inside its own SAVEPOINT, so one failing write is reported to its producer alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hub import clock
+from hub.config.settings import StoreSection
+from hub.store.database import OpenedDatabase, ResetReport, connect, open_database
+from hub.store.records import OutboxRecord, OutboxStats, RecordClass
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Bytes counted for a record beyond its payload (row header, index entry), so the size cap tracks disk use.
+ROW_OVERHEAD = 96
+MAX_OPS_PER_COMMIT = 5000
+
+
+class StoreClosedError(RuntimeError):
+    pass
+
+
+class PayloadError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    max_records: int = 500_000
+    max_bytes: int = 512 * 1024 * 1024
+    group_commit_s: float = 0.0
+
+    @classmethod
+    def from_settings(cls, section: StoreSection) -> StoreLimits:
+        return cls(
+            max_records=section.outbox_max_records,
+            max_bytes=section.outbox_max_mb * 1024 * 1024,
+            group_commit_s=section.group_commit_ms / 1000.0,
+        )
+
+
+class Transaction:
+    """What a write sees: the connection (inside a transaction) and the outbox to append to."""
+
+    def __init__(self, store: Store, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self.conn = conn
+
+    def append(self, cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> int:
+        return self._store._insert_record(self.conn, RecordClass.parse(cls), kind, encode_payload(payload))
+
+    def set_state(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, json.dumps(value, ensure_ascii=False), clock.wall()),
+        )
+
+
+@dataclass
+class _Op:
+    fn: Callable[[Transaction], Any]
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+_STOP = object()
+
+
+def encode_payload(payload: dict[str, Any]) -> str:
+    if not isinstance(payload, dict):
+        raise PayloadError(f"payload must be a JSON object (dict), got {type(payload).__name__}")
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"payload is not JSON-serialisable: {exc}") from None
+
+
+def outbox_stats(conn: sqlite3.Connection, limits: StoreLimits) -> OutboxStats:
+    """Outbox figures from any connection (the hub's own, or a read-only one for `hub outbox stats`)."""
+    counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+    by_class = dict(conn.execute("SELECT cls, count(*) FROM outbox GROUP BY cls").fetchall())
+    oldest = conn.execute("SELECT min(created_at) FROM outbox").fetchone()[0]
+    return OutboxStats(
+        pending=counters["pending_count"],
+        pending_bytes=counters["pending_bytes"],
+        pending_by_class={c.label: int(by_class.get(int(c), 0)) for c in reversed(RecordClass)},
+        oldest_pending_at=oldest,
+        last_seq=counters["last_seq"],
+        acked_seq=counters["acked_seq"],
+        delivered=counters["delivered"],
+        dropped={c.label: counters[f"dropped.{c.label}"] for c in reversed(RecordClass)},
+        max_records=limits.max_records,
+        max_bytes=limits.max_bytes,
+    )
+
+
+class Store:
+    def __init__(self, opened: OpenedDatabase, limits: StoreLimits) -> None:
+        self.path = opened.path
+        self.reset_report: ResetReport | None = opened.reset
+        self.migrations_applied = opened.migrations_applied
+        self.limits = limits
+        self._conn = opened.conn
+        self._read_conn = connect(self.path)
+        self._read_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.last_beat = time.monotonic()
+        self.commits = 0
+        self.committed_ops = 0
+        self.last_error: str | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._counters = self._load_counters()
+        self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
+        self._thread.start()
+        if opened.reset is not None:
+            self._record_reset(opened.reset)
+
+    @classmethod
+    def open(cls, data_dir: Path, limits: StoreLimits | None = None) -> Store:
+        return cls(open_database(data_dir), limits or StoreLimits())
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[Transaction], T]) -> concurrent.futures.Future[T]:
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        op = _Op(fn)
+        self._queue.put(op)
+        return op.future
+
+    def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
+        return self.submit(fn).result()
+
+    async def write(self, fn: Callable[[Transaction], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def append_blocking(self, cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> int:
+        return self.submit(self._append_op(cls, kind, payload)).result()
+
+    async def append(self, cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> int:
+        """Write one outbox record; returns its sequence number once it is durably stored."""
+        return await asyncio.wrap_future(self.submit(self._append_op(cls, kind, payload)))
+
+    def _append_op(self, cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> Callable[[Transaction], int]:
+        # Validate in the producer's thread, so bad input fails there with its own traceback.
+        record_class = RecordClass.parse(cls)
+        if not kind or not isinstance(kind, str):
+            raise PayloadError("record kind must be a non-empty string")
+        encoded = encode_payload(payload)
+        return lambda tx: self._insert_record(tx.conn, record_class, kind, encoded)
+
+    def add_commit_listener(self, callback: Callable[[], None]) -> None:
+        """Called from the writer thread after each commit that added records (e.g. to wake the uploader)."""
+        self._listeners.append(callback)
+
+    # ---- the writer thread -----------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        window = self.limits.group_commit_s
+        while True:
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self.last_beat = time.monotonic()
+                continue
+            self.last_beat = time.monotonic()
+            batch: list[_Op] = []
+            stop = first is _STOP
+            if not stop:
+                batch.append(first)  # type: ignore[arg-type]
+                stop = self._gather(batch, window)
+            if batch:
+                self._commit(batch)
+            if stop:
+                return
+
+    def _gather(self, batch: list[_Op], window: float) -> bool:
+        """Add what is already queued, then what arrives within the window; True if asked to stop."""
+        deadline = time.monotonic() + window
+        while len(batch) < MAX_OPS_PER_COMMIT:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return False
+            if item is _STOP:
+                return True
+            batch.append(item)  # type: ignore[arg-type]
+        return False
+
+    def _commit(self, batch: list[_Op]) -> None:
+        conn = self._conn
+        results: list[tuple[_Op, bool, Any]] = []
+        before = dict(self._counters)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self, conn)
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                snapshot = dict(self._counters)
+                try:
+                    value = op.fn(tx)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    self._counters = snapshot
+                    results.append((op, False, exc))
+                    continue
+                conn.execute("RELEASE op")
+                results.append((op, True, value))
+            self._enforce_caps(conn)
+            self._save_counters(conn, before)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            # The whole group failed (disk full, I/O error): nobody's write is acknowledged.
+            log.exception("store commit failed")
+            self.last_error = f"commit failed: {exc}"
+            self._counters = before
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for op in batch:
+                op.future.set_exception(exc)
+            return
+        self.commits += 1
+        self.committed_ops += len(batch)
+        for op, ok, value in results:
+            if ok:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
+        if self._counters["last_seq"] != before["last_seq"]:
+            for callback in self._listeners:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("commit listener failed")
+
+    # ---- outbox internals (writer thread only) --------------------------------------------------
+
+    def _insert_record(self, conn: sqlite3.Connection, cls: RecordClass, kind: str, payload_json: str) -> int:
+        seq = self._counters["last_seq"] + 1
+        size = len(payload_json.encode("utf-8")) + ROW_OVERHEAD
+        conn.execute(
+            "INSERT INTO outbox (seq, cls, kind, created_at, boot_id, uptime, size, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, int(cls), kind, clock.wall(), clock.boot_id(), clock.uptime(), size, payload_json),
+        )
+        self._counters["last_seq"] = seq
+        self._counters["pending_count"] += 1
+        self._counters["pending_bytes"] += size
+        return seq
+
+    def _enforce_caps(self, conn: sqlite3.Connection) -> None:
+        c = self._counters
+        while c["pending_count"] > self.limits.max_records or c["pending_bytes"] > self.limits.max_bytes:
+            excess = max(c["pending_count"] - self.limits.max_records, 1)
+            rows = conn.execute(
+                "SELECT seq, cls, size FROM outbox ORDER BY cls ASC, seq ASC LIMIT ?", (min(excess, 1000),)
+            ).fetchall()
+            if not rows:
+                return
+            for seq, cls, size in rows:
+                if c["pending_count"] <= self.limits.max_records and c["pending_bytes"] <= self.limits.max_bytes:
+                    break
+                conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                c["pending_count"] -= 1
+                c["pending_bytes"] -= size
+                c[f"dropped.{RecordClass(cls).label}"] += 1
+
+    def _load_counters(self) -> dict[str, int]:
+        return {name: int(value) for name, value in self._conn.execute("SELECT name, value FROM counters")}
+
+    def _save_counters(self, conn: sqlite3.Connection, before: dict[str, int]) -> None:
+        changed = [(v, k) for k, v in self._counters.items() if before.get(k) != v]
+        if changed:
+            conn.executemany("UPDATE counters SET value = ? WHERE name = ?", changed)
+
+    def _deliver_op(self, ack_seq: int) -> Callable[[Transaction], int]:
+        def op(tx: Transaction) -> int:
+            c = self._counters
+            count, size = tx.conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq <= ?", (ack_seq,)
+            ).fetchone()
+            tx.conn.execute("DELETE FROM outbox WHERE seq <= ?", (ack_seq,))
+            c["pending_count"] -= count
+            c["pending_bytes"] -= size
+            c["delivered"] += count
+            c["acked_seq"] = max(c["acked_seq"], ack_seq)
+            return int(count)
+
+        return op
+
+    def _raise_sequence_op(self, floor: int) -> Callable[[Transaction], int]:
+        def op(tx: Transaction) -> int:
+            c = self._counters
+            previous = c["last_seq"]
+            if previous >= floor:
+                return 0
+            low = tx.conn.execute("SELECT min(seq) FROM outbox").fetchone()[0]
+            moved = 0
+            c["last_seq"] = floor
+            if low is not None:
+                # Every new number is above both the old ones and the floor, so no key collides mid-update.
+                shift = floor + 1 - int(low)
+                moved = tx.conn.execute("UPDATE outbox SET seq = seq + ?", (shift,)).rowcount
+                c["last_seq"] = previous + shift
+            tx.append(
+                RecordClass.OPERATIONS,
+                "store.sequence_raised",
+                {"cloud_ack_seq": floor, "previous_last_seq": previous, "renumbered": moved},
+            )
+            return moved
+
+        return op
+
+    # ---- outbox API for the uploader ------------------------------------------------------------
+
+    async def mark_delivered(self, ack_seq: int) -> int:
+        """The cloud holds every record up to ack_seq: forget them. Returns how many were removed."""
+        return await self.write(self._deliver_op(ack_seq))
+
+    def mark_delivered_blocking(self, ack_seq: int) -> int:
+        return self.write_blocking(self._deliver_op(ack_seq))
+
+    async def raise_sequence(self, floor: int) -> int:
+        """After a store reset: number everything above what the cloud already holds (docs/protocol.md)."""
+        return await self.write(self._raise_sequence_op(floor))
+
+    def pending(self, limit: int, max_bytes: int = 3 * 1024 * 1024) -> list[OutboxRecord]:
+        """The oldest undelivered records in sequence order, up to a count and a byte budget."""
+        out: list[OutboxRecord] = []
+        total = 0
+        with self._read_lock:
+            cursor = self._read_conn.execute(
+                "SELECT seq, cls, kind, created_at, boot_id, uptime, size, payload FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            )
+            for seq, cls, kind, created_at, boot, up, size, payload in cursor:
+                if out and total + size > max_bytes:
+                    break
+                total += size
+                out.append(OutboxRecord(seq, RecordClass(cls), kind, created_at, boot, up, payload))
+        return out
+
+    def last_seq(self) -> int:
+        return self._counters["last_seq"]
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    def stats(self) -> OutboxStats:
+        with self._read_lock:
+            return outbox_stats(self._read_conn, self.limits)
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        with self._read_lock:
+            row = self._read_conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def writer_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit everything already handed in, then stop. Writes submitted after this are refused."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._read_conn.close()
+        self._conn.close()
+
+    def _record_reset(self, report: ResetReport) -> None:
+        floor = report.recovered_last_seq or 0
+        payload = {
+            "moved_to": str(report.moved_to),
+            "problems": report.problems[:20],
+            "recovered_last_seq": report.recovered_last_seq,
+        }
+
+        def op(tx: Transaction) -> None:
+            if floor > self._counters["last_seq"]:
+                self._counters["last_seq"] = floor
+            tx.append(RecordClass.SAFETY, "store.reset", payload)
+
+        self.write_blocking(op)

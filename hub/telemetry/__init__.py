@@ -1,0 +1,1 @@
+"""Periodic reports on the box itself (vitals) for the commune cloud."""

@@ -1,0 +1,140 @@
+"""The demo: the reference commune cloud plus one hub on simulated hardware, wired together on loopback.
+
+Run through `scripts/demo`. Everything lives under .demo/ (or --dir); run it again and the same village
+carries on where it stopped. Ctrl-C stops both processes cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HUB_ID = "thon-demo-1"
+
+
+def write_config(directory: Path, hub_port: int, cloud_port: int) -> Path:
+    config = directory / "hub.toml"
+    config.write_text(
+        f"""# Demo hub: simulated hardware, the reference cloud on loopback.
+[hub]
+id = "{HUB_ID}"
+data_dir = "{directory / "data"}"
+secrets_file = "{directory / "secrets.toml"}"
+hardware = "simulated"
+
+[village]
+name = "Thôn Đông (demo)"
+code = "DEMO-01"
+latitude = 19.6925
+longitude = 105.8306
+
+[sync]
+cloud_url = "http://127.0.0.1:{cloud_port}"
+backoff_max_s = 10.0
+
+[management]
+host = "127.0.0.1"
+port = {hub_port}
+
+[telemetry]
+vitals_interval_s = 30
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: {proc.args!r} exited with {proc.returncode}; see the log above")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"demo: nothing answered at {url} within {timeout:.0f}s")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Village Hub demo on simulated hardware")
+    parser.add_argument("--dir", type=Path, default=ROOT / ".demo")
+    parser.add_argument("--hub-port", type=int, default=int(os.environ.get("DEMO_HUB_PORT", "8080")))
+    parser.add_argument("--cloud-port", type=int, default=int(os.environ.get("DEMO_CLOUD_PORT", "8800")))
+    parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    args = parser.parse_args()
+
+    directory: Path = args.dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    cloud_db = directory / "cloud.sqlite3"
+    admin_file = directory / "cloud-admin-token"
+    if not admin_file.exists():
+        admin_file.write_text(secrets.token_urlsafe(18))
+    admin = admin_file.read_text().strip()
+    secrets_file = directory / "secrets.toml"
+    if not secrets_file.exists():
+        token = subprocess.run(
+            [BIN / "hub-cloud", "--db", cloud_db, "add-hub", HUB_ID], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        secrets_file.write_text(f'cloud_token = "{token}"\n')
+    secrets_file.chmod(0o600)
+    config = write_config(directory, args.hub_port, args.cloud_port)
+
+    cloud = subprocess.Popen(
+        [BIN / "hub-cloud", "--db", cloud_db, "serve", "--port", str(args.cloud_port), "--admin-token", admin]
+    )
+    hub = None
+    try:
+        wait_http(f"http://127.0.0.1:{args.cloud_port}/healthz", 20, cloud)
+        hub = subprocess.Popen([BIN / "hub", "--config", config, "run"])
+        wait_http(f"http://127.0.0.1:{args.hub_port}/healthz", 20, hub)
+        print(
+            f"""
+Village Hub demo is running (simulated hardware). Ctrl-C stops it.
+  Technician page      http://127.0.0.1:{args.hub_port}/
+  Hub health (JSON)    http://127.0.0.1:{args.hub_port}/api/health
+  Commune cloud        http://127.0.0.1:{args.cloud_port}/#token={admin}
+  Cloud API document   http://127.0.0.1:{args.cloud_port}/openapi.yaml
+  Diagnose the box     .venv/bin/hub --config {config} doctor
+  Outbox               .venv/bin/hub --config {config} outbox stats
+""",
+            flush=True,
+        )
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        signal.signal(signal.SIGTERM, _interrupt)
+        while deadline is None or time.monotonic() < deadline:
+            if hub.poll() is not None or cloud.poll() is not None:
+                print("demo: a process exited; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in (hub, cloud):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (hub, cloud):
+            if proc is not None:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
