@@ -124,6 +124,8 @@ def _problem(model: type[BaseModel], err: ErrorDetails, path: Path, locator: _Ke
         return ConfigProblem(path, key, f"wrong type: expected {expected}, got {got}", line)
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         return ConfigProblem(path, key, f"out of range: expected {expected}, got {got}", line)
+    if kind == "value_error":  # our own validators already say what is expected
+        return ConfigProblem(path, key, err["msg"].removeprefix("Value error, "), line)
     return ConfigProblem(path, key, f"{err['msg'].rstrip('.')}; expected {expected}, got {got}", line)
 
 

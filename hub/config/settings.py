@@ -6,10 +6,11 @@ descriptions are the documentation of `hub.example.toml` and of the technician p
 
 from __future__ import annotations
 
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict, field_validator
 
 DEFAULT_CONFIG_PATH = Path("/etc/village-hub/hub.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/village-hub")
@@ -48,6 +49,16 @@ class HubSection(Section):
         title="Time zone",
         description="IANA time zone in which schedules are written.",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Asia/Ho_Chi_Minh')") from None
+        return value
+
     hardware: Literal["auto", "simulated", "real"] = Field(
         default="auto",
         title="Hardware backend",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlite3
 
 MIGRATIONS: list[str] = [
-    # 1: outbox, its counters, and a key-value state table.
+    # 1: outbox, its counters (kept in the same transactions as the rows, so reading them is free even
+    #    with half a million records waiting), and a key-value state table.
     """
     CREATE TABLE outbox (
         seq        INTEGER PRIMARY KEY,
@@ -28,6 +29,7 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     INSERT INTO counters (name, value) VALUES
         ('last_seq', 0), ('acked_seq', 0), ('pending_count', 0), ('pending_bytes', 0),
+        ('pending.telemetry', 0), ('pending.operations', 0), ('pending.security', 0), ('pending.safety', 0),
         ('dropped.telemetry', 0), ('dropped.operations', 0), ('dropped.security', 0), ('dropped.safety', 0),
         ('delivered', 0);
     CREATE TABLE state (

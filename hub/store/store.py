@@ -99,12 +99,13 @@ def encode_payload(payload: dict[str, Any]) -> str:
 def outbox_stats(conn: sqlite3.Connection, limits: StoreLimits) -> OutboxStats:
     """Outbox figures from any connection (the hub's own, or a read-only one for `hub outbox stats`)."""
     counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-    by_class = dict(conn.execute("SELECT cls, count(*) FROM outbox GROUP BY cls").fetchall())
-    oldest = conn.execute("SELECT min(created_at) FROM outbox").fetchone()[0]
+    # Cheap on any backlog: the counters, and one primary-key lookup for the oldest record.
+    oldest_row = conn.execute("SELECT created_at FROM outbox ORDER BY seq LIMIT 1").fetchone()
+    oldest = oldest_row[0] if oldest_row else None
     return OutboxStats(
         pending=counters["pending_count"],
         pending_bytes=counters["pending_bytes"],
-        pending_by_class={c.label: int(by_class.get(int(c), 0)) for c in reversed(RecordClass)},
+        pending_by_class={c.label: counters[f"pending.{c.label}"] for c in reversed(RecordClass)},
         oldest_pending_at=oldest,
         last_seq=counters["last_seq"],
         acked_seq=counters["acked_seq"],
@@ -276,6 +277,7 @@ class Store:
         self._counters["last_seq"] = seq
         self._counters["pending_count"] += 1
         self._counters["pending_bytes"] += size
+        self._counters[f"pending.{cls.label}"] += 1
         return seq
 
     def _enforce_caps(self, conn: sqlite3.Connection) -> None:
@@ -291,9 +293,11 @@ class Store:
                 if c["pending_count"] <= self.limits.max_records and c["pending_bytes"] <= self.limits.max_bytes:
                     break
                 conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                label = RecordClass(cls).label
                 c["pending_count"] -= 1
                 c["pending_bytes"] -= size
-                c[f"dropped.{RecordClass(cls).label}"] += 1
+                c[f"pending.{label}"] -= 1
+                c[f"dropped.{label}"] += 1
 
     def _load_counters(self) -> dict[str, int]:
         return {name: int(value) for name, value in self._conn.execute("SELECT name, value FROM counters")}
@@ -306,12 +310,15 @@ class Store:
     def _deliver_op(self, ack_seq: int) -> Callable[[Transaction], int]:
         def op(tx: Transaction) -> int:
             c = self._counters
-            count, size = tx.conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq <= ?", (ack_seq,)
-            ).fetchone()
+            count = 0
+            for cls, n, size in tx.conn.execute(
+                "SELECT cls, count(*), sum(size) FROM outbox WHERE seq <= ? GROUP BY cls", (ack_seq,)
+            ).fetchall():
+                count += n
+                c["pending_count"] -= n
+                c["pending_bytes"] -= size
+                c[f"pending.{RecordClass(cls).label}"] -= n
             tx.conn.execute("DELETE FROM outbox WHERE seq <= ?", (ack_seq,))
-            c["pending_count"] -= count
-            c["pending_bytes"] -= size
             c["delivered"] += count
             c["acked_seq"] = max(c["acked_seq"], ack_seq)
             return int(count)

@@ -80,6 +80,13 @@ def test_example_config_is_valid() -> None:
         ),
         pytest.param(GOOD.replace('id = "thon-dong-1"', 'id = "Thôn Đông"'), 2, "hub.id", "matching", id="bad-pattern"),
         pytest.param(GOOD + "[management]\nport = 70000\n", 13, "management.port", "≤ 65535", id="port-range"),
+        pytest.param(
+            GOOD.replace('id = "thon-dong-1"', 'id = "thon-dong-1"\ntimezone = "Asia/Hanoi"'),
+            3,
+            "hub.timezone",
+            "unknown IANA time zone 'Asia/Hanoi'",
+            id="unknown-timezone",
+        ),
         pytest.param(GOOD + '[hub2]\nid = "x"\n', 12, "hub2", "unknown key (did you mean 'hub'?)", id="unknown-table"),
     ],
 )

@@ -89,6 +89,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_record(tmp_path: Path) -
             }
             counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
             count, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+            by_class = dict(conn.execute("SELECT cls, count(*) FROM outbox GROUP BY cls").fetchall())
         finally:
             conn.close()
         missing = [seq for seq in all_acked if seq not in stored]
@@ -99,6 +100,8 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_record(tmp_path: Path) -
         # bookkeeping is committed with the records, so it matches them exactly after any kill
         assert counters["pending_count"] == count
         assert counters["pending_bytes"] == size
+        for number, label in enumerate(("telemetry", "operations", "security", "safety")):
+            assert counters[f"pending.{label}"] == by_class.get(number, 0)
         assert counters["last_seq"] >= max(stored, default=0)
 
     assert total_acked > KILLS * 10, f"too few records written to mean anything ({total_acked})"
