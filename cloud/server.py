@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 4 * 1024 * 1024
 MAX_RECORDS = 1000
 CLASSES = ("safety", "security", "operations", "telemetry")
+MAX_SEQ = 2**63 - 1  # the largest SQLite INTEGER
 STORE_KEY = web.AppKey("store", CloudStore)
 ADMIN_KEY = web.AppKey("admin_token", str)
 
@@ -30,6 +31,22 @@ class BadRequest(ValueError):
 
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _encodable(value: Any) -> bool:
+    """False if a string in value holds a lone surrogate (a JSON `\\ud800` escape), which UTF-8 cannot store."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_batch(body: Any) -> tuple[str, list[dict[str, Any]], dict[str, int]]:
@@ -48,8 +65,8 @@ def validate_batch(body: Any) -> tuple[str, list[dict[str, Any]], dict[str, int]
         if not isinstance(r, dict):
             raise BadRequest(f"{where}: expected an object")
         seq = r.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise BadRequest(f"{where}.seq: expected an integer ≥ 1")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_SEQ:
+            raise BadRequest(f"{where}.seq: expected an integer from 1 to {MAX_SEQ}")
         if seq <= previous:
             raise BadRequest(f"{where}.seq: {seq} not above the previous record's {previous}; sort by seq")
         previous = seq
@@ -59,15 +76,18 @@ def validate_batch(body: Any) -> tuple[str, list[dict[str, Any]], dict[str, int]
             raise BadRequest(f"{where}.kind: expected a non-empty string")
         for name in ("created_at", "uptime"):
             value = r.get(name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not _finite(value):
                 raise BadRequest(f"{where}.{name}: expected a number")
         if not isinstance(r.get("boot_id"), str):
             raise BadRequest(f"{where}.boot_id: expected a string")
         if not isinstance(r.get("payload"), dict):
             raise BadRequest(f"{where}.payload: expected an object")
+        for name in ("kind", "boot_id", "payload"):
+            if not _encodable(r[name]):
+                raise BadRequest(f"{where}.{name}: not valid Unicode (lone surrogate escape)")
     dropped_raw = body.get("dropped", {})
     if not isinstance(dropped_raw, dict) or not all(
-        k in CLASSES and isinstance(v, int) and v >= 0 for k, v in dropped_raw.items()
+        k in CLASSES and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in dropped_raw.items()
     ):
         raise BadRequest("dropped: expected an object of class name to count ≥ 0")
     return hub_id, records, dict(dropped_raw)
@@ -107,7 +127,7 @@ async def ingest(request: web.Request) -> web.Response:
     hub_id = _hub_of(request)
     try:
         body = json.loads(await request.read())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         return _json_error(400, f"body: not valid JSON ({exc})")
     try:
         claimed, records, dropped = validate_batch(body)
@@ -168,6 +188,8 @@ async def hub_records(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "1000")), 10_000)
     except ValueError:
         return _json_error(400, "after, limit: expected integers")
+    if limit < 1:  # SQLite reads LIMIT -1 as "no limit"
+        return _json_error(400, "limit: expected an integer ≥ 1")
     hub_id = request.match_info["hub_id"]
     rows = await asyncio.to_thread(request.app[STORE_KEY].records, hub_id, after, limit)
     return web.json_response({"hub_id": hub_id, "records": rows})

@@ -86,7 +86,8 @@ class CloudStore:
         return int(row[0]) if row else 0
 
     def ingest(self, hub_id: str, records: list[dict[str, Any]], dropped: dict[str, int]) -> IngestResult:
-        """Store a batch atomically, ignoring (hub_id, seq) pairs already held."""
+        """Store a batch atomically, ignoring (hub_id, seq) pairs already held. An empty `dropped` keeps the
+        counts last reported (the field is optional in the protocol)."""
         now = time.time()
         rows = [
             (
@@ -94,9 +95,9 @@ class CloudStore:
                 r["seq"],
                 r["class"],
                 r["kind"],
-                r["created_at"],
+                float(r["created_at"]),  # REAL columns; an int beyond SQLite's 64 bits would not bind
                 r["boot_id"],
-                r["uptime"],
+                float(r["uptime"]),
                 json.dumps(r["payload"], ensure_ascii=False, separators=(",", ":")),
                 now,
             )
@@ -116,8 +117,8 @@ class CloudStore:
                 top = max(r["seq"] for r in records)
                 conn.execute(
                     "UPDATE hubs SET ack_seq = max(ack_seq, ?), records = records + ?, duplicates = duplicates + ?, "
-                    "batches = batches + 1, last_seen = ?, dropped = ? WHERE hub_id = ?",
-                    (top, accepted, len(rows) - accepted, now, json.dumps(dropped), hub_id),
+                    "batches = batches + 1, last_seen = ?, dropped = coalesce(?, dropped) WHERE hub_id = ?",
+                    (top, accepted, len(rows) - accepted, now, json.dumps(dropped) if dropped else None, hub_id),
                 )
                 ack = int(conn.execute("SELECT ack_seq FROM hubs WHERE hub_id = ?", (hub_id,)).fetchone()[0])
                 conn.execute("COMMIT")

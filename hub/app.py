@@ -45,6 +45,7 @@ class Hub:
         self.supervisor: Supervisor | None = None
         self.previous_run: dict[str, Any] | None = None
         self._stop = asyncio.Event()
+        self._stop_reason = "stopped"
 
     # ---- composition --------------------------------------------------------------------------
 
@@ -159,7 +160,6 @@ class Hub:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.bus.bind(loop)
-        self._stop_reason = "stopped"
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         s = self.settings

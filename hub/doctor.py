@@ -199,6 +199,12 @@ def _running_hub(settings: Settings) -> list[Check]:
     if status != 200:
         return [Check("fail", "hub", f"{url} answered HTTP {status}")]
     checks = [Check(_level(report["status"]), "hub", f"running {report['version']}, status {report['status']}")]
+    previous = report.get("previous_run")
+    if previous and not previous.get("clean"):
+        what = "the hub crashed or was killed" if previous.get("same_boot") else "the box lost power or rebooted"
+        checks.append(
+            Check("warn", "last stop", f"not clean: {what} (run started {_when(previous.get('started_at'))})")
+        )
     for name, h in report.get("services", {}).items():
         level: Level = "ok" if h["ok"] else ("fail" if h["state"] != "running" else "warn")
         text = h["state"] + (f", {h['restarts']} restarts" if h["restarts"] else "")
@@ -208,6 +214,10 @@ def _running_hub(settings: Settings) -> list[Check]:
             text += f": {h['last_error']}"
         checks.append(Check(level, f"  {name}", text))
     return checks
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "at an unknown time"
 
 
 def _level(status: str) -> Level:

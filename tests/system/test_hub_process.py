@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 from hub.store.database import DB_NAME, quick_check
-from tests.support.processes import HubProcess, http_get, write_hub_config
+from tests.support.processes import HUB, HubProcess, http_get, write_hub_config
 
 
 def outbox_kinds(data: Path) -> list[str]:
@@ -98,6 +99,8 @@ def test_kill_9_is_reported_at_next_start(tmp_path: Path) -> None:
         conn.close()
         assert row is not None
         assert json.loads(row[1])["previous"]["pid"] == first_pid
+        doctor = subprocess.run([HUB, "--config", str(config), "doctor"], capture_output=True, text=True, timeout=60)
+        assert "warn  last stop        not clean: the hub crashed or was killed" in doctor.stdout
     finally:
         hub.terminate()
 
