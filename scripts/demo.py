@@ -83,7 +83,9 @@ def main() -> int:
     cloud_db = directory / "cloud.sqlite3"
     admin_file = directory / "cloud-admin-token"
     if not admin_file.exists():
-        admin_file.write_text(secrets.token_urlsafe(18))
+        admin_file.write_text(
+            secrets.token_hex(16)
+        )  # hex: never starts with "-", which argparse would take for an option
     admin = admin_file.read_text().strip()
     secrets_file = directory / "secrets.toml"
     if not secrets_file.exists():
@@ -95,7 +97,7 @@ def main() -> int:
     config = write_config(directory, args.hub_port, args.cloud_port)
 
     cloud = subprocess.Popen(
-        [BIN / "hub-cloud", "--db", cloud_db, "serve", "--port", str(args.cloud_port), "--admin-token", admin]
+        [BIN / "hub-cloud", "--db", cloud_db, "serve", "--port", str(args.cloud_port), f"--admin-token={admin}"]
     )
     hub = None
     try:

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,13 +78,54 @@ class Transaction:
         )
 
 
-@dataclass
 class _Op:
-    fn: Callable[[Transaction], Any]
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    """One write handed to the writer: a prepared outbox record (the fast path) or a general function.
+
+    The answer goes to a concurrent future (blocking callers) or to an asyncio future of `loop`, which the
+    writer resolves with one wake-up of that loop per commit rather than one per record.
+    """
+
+    __slots__ = ("fn", "future", "loop", "record")
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[Any] | asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop | None,
+        fn: Callable[[Transaction], Any] | None = None,
+        record: _Record | None = None,
+    ) -> None:
+        self.fn = fn
+        self.record = record
+        self.future = future
+        self.loop = loop
+
+    def claim(self) -> bool:
+        """False if the producer gave up (cancelled) before the writer got to it: then it is skipped."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()  # type: ignore[union-attr]
+        return not self.future.cancelled()
+
+
+# (class, kind, payload JSON, its size in bytes, created_at, uptime), prepared in the producer's thread
+_Record = tuple[RecordClass, str, str, int, float, float]
 
 
 _STOP = object()
+_INSERT = (
+    "INSERT INTO outbox (seq, cls, kind, created_at, boot_id, uptime, size, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PENDING = {c: f"pending.{c.label}" for c in RecordClass}
+
+
+def _deliver(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """In the producer's event loop: hand each waiting coroutine its answer (skipping any that gave up)."""
+    for future, ok, value in items:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def encode_payload(payload: dict[str, Any]) -> str:
@@ -146,32 +187,49 @@ class Store:
     # ---- writing ---------------------------------------------------------------------------------
 
     def submit(self, fn: Callable[[Transaction], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._enqueue(_Op(future, None, fn=fn))
+        return future
+
+    def _enqueue(self, op: _Op) -> None:
         if self._closed:
             raise StoreClosedError("store is closed")
-        op = _Op(fn)
         self._queue.put(op)
-        return op.future
+
+    async def _await(self, fn: Callable[[Transaction], Any] | None, record: _Record | None) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._enqueue(_Op(future, loop, fn=fn, record=record))
+        return await future
 
     def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
         return self.submit(fn).result()
 
     async def write(self, fn: Callable[[Transaction], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn))
+        """Run `fn` inside a transaction on the writer; returns its result once the commit is durable."""
+        result: T = await self._await(fn, None)
+        return result
 
     def append_blocking(self, cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> int:
-        return self.submit(self._append_op(cls, kind, payload)).result()
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._enqueue(_Op(future, None, record=self._prepare(cls, kind, payload)))
+        return future.result()
 
     async def append(self, cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> int:
         """Write one outbox record; returns its sequence number once it is durably stored."""
-        return await asyncio.wrap_future(self.submit(self._append_op(cls, kind, payload)))
+        seq: int = await self._await(None, self._prepare(cls, kind, payload))
+        return seq
 
-    def _append_op(self, cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> Callable[[Transaction], int]:
-        # Validate in the producer's thread, so bad input fails there with its own traceback.
+    @staticmethod
+    def _prepare(cls: RecordClass | str, kind: str, payload: dict[str, Any]) -> _Record:
+        # Validate and encode in the producer's thread: bad input fails there, with its own traceback,
+        # and the writer thread (the one serialised resource) does as little as possible per record.
         record_class = RecordClass.parse(cls)
         if not kind or not isinstance(kind, str):
             raise PayloadError("record kind must be a non-empty string")
         encoded = encode_payload(payload)
-        return lambda tx: self._insert_record(tx.conn, record_class, kind, encoded)
+        size = len(encoded.encode("utf-8")) + ROW_OVERHEAD
+        return (record_class, kind, encoded, size, clock.wall(), clock.uptime())
 
     def add_commit_listener(self, callback: Callable[[], None]) -> None:
         """Called from the writer thread after each commit that added records (e.g. to wake the uploader)."""
@@ -194,7 +252,10 @@ class Store:
                 batch.append(first)  # type: ignore[arg-type]
                 stop = self._gather(batch, window)
             if batch:
-                self._commit(batch)
+                try:
+                    self._commit(batch)
+                except BaseException:  # the writer must outlive any one bad batch
+                    log.exception("store writer: unexpected error")
             if stop:
                 return
 
@@ -219,24 +280,21 @@ class Store:
 
     def _commit(self, batch: list[_Op]) -> None:
         conn = self._conn
+        live = [op for op in batch if op.claim()]
+        if not live:
+            return
         results: list[tuple[_Op, bool, Any]] = []
         before = dict(self._counters)
         try:
             conn.execute("BEGIN IMMEDIATE")
             tx = Transaction(self, conn)
-            for op in batch:
-                conn.execute("SAVEPOINT op")
-                snapshot = dict(self._counters)
-                try:
-                    value = op.fn(tx)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    self._counters = snapshot
-                    results.append((op, False, exc))
-                    continue
-                conn.execute("RELEASE op")
-                results.append((op, True, value))
+            i = 0
+            while i < len(live):
+                if live[i].record is not None:
+                    i = self._insert_run(conn, live, i, results)
+                else:
+                    self._run_fn(conn, tx, live[i], results)
+                    i += 1
             self._enforce_caps(conn)
             self._save_counters(conn, before)
             conn.execute("COMMIT")
@@ -247,16 +305,11 @@ class Store:
             self._counters = before
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            for op in batch:
-                op.future.set_exception(exc)
+            self._resolve([(op, False, exc) for op in live])
             return
         self.commits += 1
-        self.committed_ops += len(batch)
-        for op, ok, value in results:
-            if ok:
-                op.future.set_result(value)
-            else:
-                op.future.set_exception(value)
+        self.committed_ops += len(live)
+        self._resolve(results)
         if self._counters["last_seq"] != before["last_seq"]:
             for callback in self._listeners:
                 try:
@@ -264,20 +317,67 @@ class Store:
                 except Exception:
                     log.exception("commit listener failed")
 
+    def _insert_run(self, conn: sqlite3.Connection, ops: list[_Op], start: int, results: list[Any]) -> int:
+        """Insert a run of consecutive appends with one statement; returns the index after the run."""
+        c = self._counters
+        boot = clock.boot_id()
+        rows = []
+        end = start
+        while end < len(ops) and (record := ops[end].record) is not None:
+            cls, kind, payload, size, created_at, uptime = record
+            seq = c["last_seq"] + 1
+            c["last_seq"] = seq
+            c["pending_count"] += 1
+            c["pending_bytes"] += size
+            c[_PENDING[cls]] += 1
+            rows.append((seq, int(cls), kind, created_at, boot, uptime, size, payload))
+            results.append((ops[end], True, seq))
+            end += 1
+        conn.executemany(_INSERT, rows)
+        return end
+
+    def _run_fn(self, conn: sqlite3.Connection, tx: Transaction, op: _Op, results: list[Any]) -> None:
+        assert op.fn is not None
+        conn.execute("SAVEPOINT op")
+        snapshot = dict(self._counters)
+        try:
+            value = op.fn(tx)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            self._counters = snapshot
+            results.append((op, False, exc))
+            return
+        conn.execute("RELEASE op")
+        results.append((op, True, value))
+
+    @staticmethod
+    def _resolve(results: list[tuple[_Op, bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+        for op, ok, value in results:
+            if op.loop is None:
+                future = op.future
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            else:
+                by_loop.setdefault(op.loop, []).append((op.future, ok, value))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_deliver, items)
+
     # ---- outbox internals (writer thread only) --------------------------------------------------
 
     def _insert_record(self, conn: sqlite3.Connection, cls: RecordClass, kind: str, payload_json: str) -> int:
+        """An append from inside a general write (the same transaction as the write's own changes)."""
         seq = self._counters["last_seq"] + 1
         size = len(payload_json.encode("utf-8")) + ROW_OVERHEAD
-        conn.execute(
-            "INSERT INTO outbox (seq, cls, kind, created_at, boot_id, uptime, size, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, int(cls), kind, clock.wall(), clock.boot_id(), clock.uptime(), size, payload_json),
-        )
+        conn.execute(_INSERT, (seq, int(cls), kind, clock.wall(), clock.boot_id(), clock.uptime(), size, payload_json))
         self._counters["last_seq"] = seq
         self._counters["pending_count"] += 1
         self._counters["pending_bytes"] += size
-        self._counters[f"pending.{cls.label}"] += 1
+        self._counters[_PENDING[cls]] += 1
         return seq
 
     def _enforce_caps(self, conn: sqlite3.Connection) -> None:

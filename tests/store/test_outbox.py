@@ -268,3 +268,20 @@ def test_closed_store_refuses_writes_after_committing_queued_ones(tmp_path: Path
     with pytest.raises(RuntimeError, match="closed"):
         s.append_blocking("telemetry", "t", {})
     assert len(rows(tmp_path)) == 500
+
+
+async def test_cancelled_writes_do_not_kill_the_writer(store: Store) -> None:
+    for _ in range(20):
+        task = asyncio.create_task(store.append("telemetry", "t", {}))
+        await asyncio.sleep(0)
+        task.cancel()
+    cancelled_write = asyncio.create_task(store.write(lambda tx: tx.append("operations", "w", {})))
+    await asyncio.sleep(0)
+    cancelled_write.cancel()
+    blocking = store.submit(lambda tx: tx.append("operations", "b", {}))
+    blocking.cancel()
+    await asyncio.sleep(0.05)
+    assert store.writer_alive()
+    seq = await asyncio.wait_for(store.append("safety", "after", {}), timeout=5)
+    assert seq == store.last_seq()
+    assert store.pending(1000)[-1].kind == "after"
