@@ -222,18 +222,39 @@ def _describe(value: Any) -> str:
 
 
 class _KeyLocator:
-    """Finds the line of a dotted key in TOML text (tomllib keeps no positions). Best effort: None if unsure."""
+    """Finds the line of a dotted key in TOML text (tomllib keeps no positions). Best effort: None if unsure.
 
-    _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\s\"]+?)\s*\]\s*(#.*)?$")
+    Arrays of tables (`[[relays.gpio]]`) are numbered as pydantic numbers list items, so a problem in the
+    third relay (`relays.gpio.2.pin`) points at that relay's `pin` line.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\s\"]+?)\s*\]\]?\s*(#.*)?$")
     _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
 
     def __init__(self, text: str) -> None:
         self._positions: dict[tuple[str, ...], int] = {}
+        arrays: dict[tuple[str, ...], int] = {}  # path of an array of tables -> index of its last item
+
+        def resolve(parts: list[str]) -> tuple[str, ...]:
+            out: list[str] = []
+            for part in parts:
+                out.append(part)
+                if tuple(out) in arrays:
+                    out.append(str(arrays[tuple(out)]))
+            return tuple(out)
+
         table: tuple[str, ...] = ()
         for number, line in enumerate(text.splitlines(), start=1):
             header = self._HEADER.match(line)
             if header:
-                table = tuple(p.strip().strip('"') for p in header.group(1).split("."))
+                parts = [p.strip().strip('"') for p in header.group(2).split(".")]
+                if header.group(1) == "[[":
+                    path = (*resolve(parts[:-1]), parts[-1])
+                    arrays[path] = arrays.get(path, -1) + 1
+                    self._positions.setdefault(path, number)
+                    table = (*path, str(arrays[path]))
+                else:
+                    table = resolve(parts)
                 self._positions.setdefault(table, number)
                 continue
             key = self._KEY.match(line)
@@ -241,4 +262,4 @@ class _KeyLocator:
                 self._positions.setdefault((*table, key.group(1)), number)
 
     def line_of(self, loc: Sequence[str]) -> int | None:
-        return self._positions.get(tuple(loc)) if loc else None
+        return self._positions.get(tuple(str(part) for part in loc)) if loc else None

@@ -73,9 +73,14 @@ def parse_dockerfile(text: str) -> list[Instruction]:
 
 def split_stages(instructions: list[Instruction]) -> list[Stage]:
     stages: list[Stage] = []
+    build_args: dict[str, str] = {}  # ARGs before the first FROM, with their defaults: what users build
     for instruction in instructions:
+        if instruction.name == "ARG" and not stages:
+            name, _, default = instruction.args.partition("=")
+            build_args[name.strip()] = default.strip()
+            continue
         if instruction.name == "FROM":
-            words = instruction.args.split()
+            words = re.sub(r"\$\{(\w+)\}", lambda m: build_args[m.group(1)], instruction.args).split()
             platform = None
             while words and words[0].startswith("--"):
                 option = words.pop(0)
@@ -235,13 +240,17 @@ def test_copy_sources_exist_and_are_in_the_build_context(stages: list[Stage]) ->
 def test_wheel_build_gets_everything_it_needs(stages: list[Stage], pyproject: dict[str, object]) -> None:
     build = stages[0]
     runs = build.all("RUN")
-    wheel = [run for run in runs if "pip wheel" in run.args]
-    assert wheel, "the build stage runs `pip wheel`"
-    assert re.search(r"(-c|--constraint)[ =]constraints\.txt\b", wheel[0].args), "pin with -c constraints.txt"
+    wheels = [run for run in runs if "pip wheel" in run.args]
+    assert wheels, "the build stage runs `pip wheel`"
+    for run in wheels:
+        assert re.search(r"(-c|--constraint)[ =]constraints\.txt\b", run.args), "pin with -c constraints.txt"
+    # the wheel of the project itself (`pip wheel … .`) needs all of it copied first
+    project_wheel = [run for run in wheels if re.search(r"\s\.$", run.args)]
+    assert project_wheel, "the build stage builds the project's own wheel with `pip wheel … .`"
 
     copied: set[str] = set()
     for instruction in build.all("COPY"):
-        if instruction.line > wheel[0].line:
+        if instruction.line > project_wheel[0].line:
             continue
         _, sources = copy_sources(instruction)
         copied |= {source.rstrip("/") for source in sources}
