@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from drivers.platform import Board, detect_board, use_simulated
+from drivers.relays import Relays
+from drivers.relays import build as build_relays
 from hub import __version__, clock
 from hub.bus import EventBus
 from hub.config.settings import Secrets, Settings
+from hub.relays.service import RelayService
 from hub.service import Service
 from hub.store import RecordClass, Store, StoreLimits, Transaction
 from hub.store.service import StoreService
@@ -42,6 +45,7 @@ class Hub:
         self.notifier = Notifier()
         self.started_mono = time.monotonic()
         self.store: Store | None = None
+        self.relays: Relays | None = None
         self.supervisor: Supervisor | None = None
         self.previous_run: dict[str, Any] | None = None
         self._stop = asyncio.Event()
@@ -49,11 +53,12 @@ class Hub:
 
     # ---- composition --------------------------------------------------------------------------
 
-    def build_services(self, store: Store) -> list[Service]:
+    def build_services(self, store: Store, relays: Relays) -> list[Service]:
         s = self.settings
         return [
             StoreService(store),
             ManagementServer(s.management, self.health),
+            RelayService(relays, store, self.bus),
             Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
             VitalsService(store, s.telemetry, s.hub.data_dir),
         ]
@@ -163,10 +168,15 @@ class Hub:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         s = self.settings
+        # Before anything else: every relay to its safe state (amplifier off, lights as configured), so a
+        # restart never leaves a relay in whatever state the last run or the power cut left it.
+        relays = build_relays(s.relays, self.simulated)
+        self.relays = relays
+        await relays.bank.safe_state("boot")
         store = await asyncio.to_thread(Store.open, s.hub.data_dir, StoreLimits.from_settings(s.store))
         self.store = store
         await store.write(self._record_start)
-        self.supervisor = Supervisor(self.build_services(store), s.supervisor, self.bus)
+        self.supervisor = Supervisor(self.build_services(store, relays), s.supervisor, self.bus)
         self.supervisor.start()
         await self.supervisor.wait_running(timeout=10)
         ready_after = time.monotonic() - self.started_mono
@@ -211,6 +221,12 @@ class Hub:
         assert self.store is not None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.supervisor.stop(timeout=1.0), timeout=STOP_BUDGET_S - 1.0)
+        if self.relays is not None:
+            try:
+                await asyncio.wait_for(self.relays.bank.safe_state("shutdown"), timeout=1.0)
+                await asyncio.wait_for(self.relays.close(), timeout=0.5)
+            except Exception:
+                log.exception("could not put the relays in their safe state")
         store = self.store
         reason = self._stop_reason
         try:

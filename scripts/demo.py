@@ -47,6 +47,40 @@ port = {hub_port}
 
 [telemetry]
 vitals_interval_s = 30
+
+# Simulated relay HAT (active-low) and an RS-485 Modbus board on a pseudo-terminal.
+[relays]
+stagger_ms = 50
+
+[[relays.gpio]]
+name = "ampli"
+pin = 17
+active_high = false
+
+[[relays.gpio]]
+name = "loa khu 1"
+pin = 27
+active_high = false
+
+[[relays.gpio]]
+name = "loa khu 2"
+pin = 22
+active_high = false
+
+[[relays.modbus.bus]]
+port = "/dev/ttyUSB0"
+
+[[relays.modbus.bus.module]]
+device_id = 1
+profile = "coils-4"
+
+[[relays.modbus.bus.module.relay]]
+channel = 1
+name = "đèn đường thôn"
+
+[[relays.modbus.bus.module.relay]]
+channel = 2
+name = "đèn nhà văn hóa"
 """,
         encoding="utf-8",
     )

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict, field_validator
 
+from drivers.relays.settings import RelaysSettings
+
 DEFAULT_CONFIG_PATH = Path("/etc/village-hub/hub.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/village-hub")
 DEFAULT_SECRETS_PATH = Path("/etc/village-hub/secrets.toml")
@@ -173,6 +175,7 @@ class TelemetrySection(Section):
 
 
 class Settings(Section):
+    # Sections of hardware live with their drivers (drivers/<family>/settings.py) and are gathered here.
     hub: HubSection
     village: VillageSection = VillageSection()
     store: StoreSection = StoreSection()
@@ -180,6 +183,7 @@ class Settings(Section):
     management: ManagementSection = ManagementSection()
     supervisor: SupervisorSection = SupervisorSection()
     telemetry: TelemetrySection = TelemetrySection()
+    relays: RelaysSettings = Field(default_factory=RelaysSettings, title="Relays (GPIO and Modbus RTU)")
 
 
 class Secrets(Section):
