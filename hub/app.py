@@ -9,9 +9,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drivers import airquality, serial_link
 from drivers.platform import Board, detect_board, use_simulated
 from drivers.relays import Relays
 from drivers.relays import build as build_relays
@@ -19,6 +21,7 @@ from hub import __version__, clock
 from hub.bus import EventBus
 from hub.config.settings import Secrets, Settings
 from hub.relays.service import RelayService
+from hub.sensors.service import SensorsService
 from hub.service import Service
 from hub.store import RecordClass, Store, StoreLimits, Transaction
 from hub.store.service import StoreService
@@ -46,6 +49,7 @@ class Hub:
         self.started_mono = time.monotonic()
         self.store: Store | None = None
         self.relays: Relays | None = None
+        self._simulators: list[Callable[[], object]] = []  # stopped last, after the drivers that use them
         self.supervisor: Supervisor | None = None
         self.previous_run: dict[str, Any] | None = None
         self._stop = asyncio.Event()
@@ -53,12 +57,27 @@ class Hub:
 
     # ---- composition --------------------------------------------------------------------------
 
+    def build_sensors(self, store: Store) -> SensorsService:
+        s = self.settings
+        link = None
+        if s.sensor_node is not None:
+            link, simulator = serial_link.build(s.sensor_node, self.simulated)
+            if simulator is not None:
+                self._simulators.append(simulator.stop)
+        air = None
+        if s.air_quality.source != "none" and (s.air_quality.source == "uart" or link is not None):
+            air, air_sim = airquality.build(s.air_quality, self.simulated, node=link)
+            if air_sim is not None:
+                self._simulators.append(air_sim.stop)
+        return SensorsService(link, air, store, self.bus, s.sensors.interval_s)
+
     def build_services(self, store: Store, relays: Relays) -> list[Service]:
         s = self.settings
         return [
             StoreService(store),
             ManagementServer(s.management, self.health),
             RelayService(relays, store, self.bus),
+            self.build_sensors(store),
             Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
             VitalsService(store, s.telemetry, s.hub.data_dir),
         ]
@@ -227,6 +246,11 @@ class Hub:
                 await asyncio.wait_for(self.relays.close(), timeout=0.5)
             except Exception:
                 log.exception("could not put the relays in their safe state")
+        for stop_simulator in self._simulators:
+            try:
+                stop_simulator()
+            except Exception:
+                log.exception("could not stop a simulator")
         store = self.store
         reason = self._stop_reason
         try:

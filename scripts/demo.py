@@ -48,6 +48,13 @@ port = {hub_port}
 [telemetry]
 vitals_interval_s = 30
 
+# The sensor node (soil moisture, cabinet door, valve, PMS5003) simulated on a pseudo-terminal.
+[sensor_node]
+port = "/dev/serial0"
+
+[sensors]
+interval_s = 15
+
 # Simulated relay HAT (active-low) and an RS-485 Modbus board on a pseudo-terminal.
 [relays]
 stagger_ms = 50

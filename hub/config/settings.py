@@ -10,9 +10,12 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from drivers.airquality.settings import AirQualitySettings
 from drivers.relays.settings import RelaysSettings
+from drivers.serial_link.settings import SensorNodeSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/village-hub/hub.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/village-hub")
@@ -174,6 +177,16 @@ class TelemetrySection(Section):
     )
 
 
+class SensorsSection(Section):
+    interval_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=86_400.0,
+        title="Sampling interval (s)",
+        description="How often soil moisture and air quality are read and recorded.",
+    )
+
+
 class Settings(Section):
     # Sections of hardware live with their drivers (drivers/<family>/settings.py) and are gathered here.
     hub: HubSection
@@ -184,6 +197,23 @@ class Settings(Section):
     supervisor: SupervisorSection = SupervisorSection()
     telemetry: TelemetrySection = TelemetrySection()
     relays: RelaysSettings = Field(default_factory=RelaysSettings, title="Relays (GPIO and Modbus RTU)")
+    sensor_node: SensorNodeSettings | None = Field(
+        default=None,
+        title="Sensor node",
+        description="The MicroPython node on a serial link (soil, door, valve, air). Leave out if there is none.",
+    )
+    air_quality: AirQualitySettings = Field(default_factory=AirQualitySettings, title="Air-quality sensor")
+    sensors: SensorsSection = SensorsSection()
+
+    @model_validator(mode="after")
+    def _air_quality_has_its_link(self) -> Settings:
+        explicit = "source" in self.air_quality.model_fields_set
+        if explicit and self.air_quality.source == "node" and self.sensor_node is None:
+            raise PydanticCustomError(
+                "air_quality_without_node",
+                "air_quality.source = 'node' needs a [sensor_node] table (or source = 'uart' / 'none')",
+            )
+        return self
 
 
 class Secrets(Section):

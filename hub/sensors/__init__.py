@@ -1,0 +1,1 @@
+"""Sensors: the sensor node (soil moisture, cabinet door, irrigation valve) and the air-quality sensor."""
