@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs the three benchmarks one after the other and prints their tables.
+# Runs the benchmarks one after the other and prints their tables.
 #   bench/run_all.sh            full runs (about 3 minutes in all on 2 cores)
 #   bench/run_all.sh --quick    smoke runs (about 30 seconds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 status=0
-for name in outbox_ingest drain idle; do
+for name in outbox_ingest drain idle relay_latency serial_link; do
     echo "=== bench/${name}.py $*"
     start=$(date +%s)
     "$PYTHON" -m "bench.${name}" "$@" || { echo "bench/${name}.py FAILED (exit $?)"; status=1; }
