@@ -13,13 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivers import airquality, serial_link
+from drivers import airquality, audio, power, serial_link
 from drivers.platform import Board, detect_board, use_simulated
 from drivers.relays import Relays
 from drivers.relays import build as build_relays
 from hub import __version__, clock
+from hub.audio.service import AudioService
 from hub.bus import EventBus
 from hub.config.settings import Secrets, Settings
+from hub.power.service import PowerService
 from hub.relays.service import RelayService
 from hub.sensors.service import SensorsService
 from hub.service import Service
@@ -50,6 +52,8 @@ class Hub:
         self.store: Store | None = None
         self.relays: Relays | None = None
         self._simulators: list[Callable[[], object]] = []  # stopped last, after the drivers that use them
+        self.power: power.PowerDrivers | None = None
+        self._stopped = asyncio.Event()
         self.supervisor: Supervisor | None = None
         self.previous_run: dict[str, Any] | None = None
         self._stop = asyncio.Event()
@@ -73,14 +77,29 @@ class Hub:
 
     def build_services(self, store: Store, relays: Relays) -> list[Service]:
         s = self.settings
-        return [
+        services: list[Service] = [
             StoreService(store),
             ManagementServer(s.management, self.health),
             RelayService(relays, store, self.bus),
+            AudioService(audio.build(s.audio, self.simulated, data_dir=s.hub.data_dir)),
             self.build_sensors(store),
             Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
             VitalsService(store, s.telemetry, s.hub.data_dir),
         ]
+        if s.power is not None:
+            self.power = power.build(s.power, self.simulated, prepare_shutdown=self.prepare_power_off)
+            services.append(PowerService(self.power, store, self.bus))
+        return services
+
+    async def prepare_power_off(self) -> None:
+        """The battery is about to run out: record it, then stop everything cleanly before the command runs."""
+        plan = self.power.plan if self.power else None
+        reason = plan.reason if plan else "power-off"
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.append(RecordClass.SAFETY, "power.shutdown", {"reason": reason})
+        self.request_stop(f"power-off: {reason}")
+        await self._stopped.wait()
 
     # ---- health -------------------------------------------------------------------------------
 
@@ -212,6 +231,11 @@ class Hub:
         self.notifier.stopping()
         watchdog.cancel()
         await self._shutdown()
+        self._stopped.set()
+        if self.power is not None and self.power.plan.state in ("preparing", "running"):
+            # The shutdown command runs after everything is stopped and stored; wait for it before exiting.
+            result = await asyncio.wait_for(self.power.plan.wait(), timeout=120)
+            log.info("power-off command finished: %s", result)
         return 0
 
     async def _watchdog(self) -> None:

@@ -55,6 +55,10 @@ port = "/dev/serial0"
 [sensors]
 interval_s = 15
 
+# A UPS HAT (INA219) and a DS3231 clock on a simulated I2C bus. The shutdown command is harmless here.
+[power]
+shutdown_command = ["true"]
+
 # Simulated relay HAT (active-low) and an RS-485 Modbus board on a pseudo-terminal.
 [relays]
 stagger_ms = 50

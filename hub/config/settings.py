@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict, field_valida
 from pydantic_core import PydanticCustomError
 
 from drivers.airquality.settings import AirQualitySettings
+from drivers.audio.settings import AudioSettings
+from drivers.power.settings import PowerSettings
 from drivers.relays.settings import RelaysSettings
 from drivers.serial_link.settings import SensorNodeSettings
 
@@ -204,6 +206,12 @@ class Settings(Section):
     )
     air_quality: AirQualitySettings = Field(default_factory=AirQualitySettings, title="Air-quality sensor")
     sensors: SensorsSection = SensorsSection()
+    audio: AudioSettings = Field(default_factory=AudioSettings, title="Audio out (loudspeakers)")
+    power: PowerSettings | None = Field(
+        default=None,
+        title="UPS and real-time clock",
+        description="The UPS HAT's monitor and the RTC on I2C. Leave out if the box has no UPS.",
+    )
 
     @model_validator(mode="after")
     def _air_quality_has_its_link(self) -> Settings:

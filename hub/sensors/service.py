@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import asdict
+import statistics
 from typing import Any
 
-from drivers.airquality import AirQualitySensor, AirQualityUnavailable
+from drivers.airquality import AirQualityReading, AirQualitySensor, AirQualityUnavailable
 from drivers.serial_link import NodeEvent, NodeEventKind, NodeLinkError, SerialNodeLink
 from hub.bus import EventBus
 from hub.service import Service
 from hub.store import RecordClass, Store
 
 log = logging.getLogger(__name__)
+
+AIR_POLL_S = 2.0
 
 EVENT_CLASS = {
     NodeEventKind.DOOR_OPENED: RecordClass.SECURITY,
@@ -51,6 +53,7 @@ class SensorsService(Service):
         self.last_soil: dict[str, Any] | None = None
         self.last_air: dict[str, Any] | None = None
         self.events = 0
+        self._air_samples: list[AirQualityReading] = []
 
     async def start(self) -> None:
         if self.link is not None:
@@ -68,7 +71,18 @@ class SensorsService(Service):
         async with asyncio.TaskGroup() as group:
             if self.link is not None:
                 group.create_task(self._node_events(self.link))
+            if self.air is not None:
+                group.create_task(self._poll_air(self.air))
             group.create_task(self._sample())
+
+    async def _poll_air(self, air: AirQualitySensor) -> None:
+        """Read the sensor every few seconds (it sends about once a second): the health stays current and
+        each recorded value is the mean over the whole interval, not one frame picked at the moment."""
+        while True:
+            with contextlib.suppress(AirQualityUnavailable):
+                reading = await air.read()
+                self._air_samples.append(reading)
+            await asyncio.sleep(AIR_POLL_S)
 
     async def _node_events(self, link: SerialNodeLink) -> None:
         async for event in link.subscribe():
@@ -88,11 +102,16 @@ class SensorsService(Service):
                     readings = await self.link.read_sensors()
                     self.last_soil = {"soil_raw": list(readings.soil_raw), "valve_open": readings.valve_open}
                     await self.store.append(RecordClass.TELEMETRY, "sensors.soil", self.last_soil)
-            if self.air is not None:
-                with contextlib.suppress(AirQualityUnavailable):
-                    reading = await self.air.read()
-                    self.last_air = {k: v for k, v in asdict(reading).items() if k != "measured_at"}
-                    await self.store.append(RecordClass.TELEMETRY, "sensors.air", self.last_air)
+            if self._air_samples:
+                samples, self._air_samples = self._air_samples, []
+                self.last_air = {
+                    "pm1_0": round(statistics.fmean(r.pm1_0 for r in samples), 1),
+                    "pm2_5": round(statistics.fmean(r.pm2_5 for r in samples), 1),
+                    "pm10": round(statistics.fmean(r.pm10 for r in samples), 1),
+                    "samples": len(samples),
+                    "source": samples[-1].source,
+                }
+                await self.store.append(RecordClass.TELEMETRY, "sensors.air", self.last_air)
             await asyncio.sleep(self.interval_s)
 
     def health(self) -> dict[str, Any]:

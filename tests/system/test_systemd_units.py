@@ -28,7 +28,7 @@ DATA_DIR = "/var/lib/village-hub"
 CONFIG_DIR = "/etc/village-hub"
 EXEC_START = "/opt/village-hub/venv/bin/hub run"
 CAPABILITIES = {"CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"}
-HARDWARE_GROUPS = {"gpio", "dialout", "audio", "video"}
+HARDWARE_GROUPS = {"gpio", "i2c", "dialout", "audio", "video"}
 # Groups every Debian bookworm system has (base-passwd; systemd's basic.conf), so a sysusers `m` line
 # may name them without a `g` line of ours.
 DEBIAN_STATIC_GROUPS = {"dialout", "audio", "video", "tty", "plugdev", "users"}
