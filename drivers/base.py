@@ -1,7 +1,10 @@
-"""What every driver family shares: settings sections with the hub's strictness, and a health report."""
+"""What every driver family shares: settings sections with the hub's strictness, a health report, and the
+stopping of a driver's background task."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,3 +29,12 @@ class DriverHealth:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "state": self.state, "last_error": self.last_error, **self.detail}
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task (a driver's background task, one of its helpers) and wait until it has finished; None (never
+    started): nothing to do."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -9,12 +9,11 @@ silent or sends only corrupt frames for longer than stale_after_s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
-from drivers.base import DriverHealth
+from drivers.base import DriverHealth, cancel_and_wait
 from drivers.serial_link.port import PortError, SerialPort
 
 from .interface import AirQualityReading, AirQualityUnavailable
@@ -48,10 +47,7 @@ class Pms5003Uart:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self._port is not None:
             self._port.close()
             self._port = None

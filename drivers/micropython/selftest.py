@@ -9,29 +9,16 @@ import sys
 
 from vhnode import pms5003
 from vhnode import protocol as p
-from vhnode.node import Board, Node, NodeConfig
+from vhnode.node import Node, NodeConfig
+from vhnode.scripted import ScriptedPins
 
 
-class FakeBoard(Board):
+class FakeBoard(ScriptedPins):
     def __init__(self) -> None:
-        self.soil = [1000, 2000, 3000]
-        self.door = False
-        self.valve = False
+        super().__init__([1000, 2000, 3000])
         self.inbox = b""
         self.outbox = bytearray()
         self.air = b""
-
-    def soil_probes(self) -> int:
-        return len(self.soil)
-
-    def read_soil(self, index: int) -> int:
-        return self.soil[index]
-
-    def read_door(self) -> bool:
-        return self.door
-
-    def set_valve(self, open: bool) -> None:
-        self.valve = open
 
     def valve_is_open(self) -> bool:  # a call, so that a type checker does not carry an earlier assert over
         return self.valve

@@ -5,14 +5,13 @@ state after every sample."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from drivers.base import DriverHealth
+from drivers.base import DriverHealth, cancel_and_wait
 from drivers.power.interface import EventKind, PowerEvent, PowerSample
 from drivers.power.shutdown import ShutdownPlan
 from drivers.power.ups import Ups
@@ -158,11 +157,8 @@ class PowerMonitor:
             self._task = asyncio.get_running_loop().create_task(self.run(), name="power-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.plan is not None:
             await self.plan.close()
         for task in list(self._callback_tasks):

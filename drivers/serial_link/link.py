@@ -17,13 +17,12 @@ state once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from typing import Any, TypeVar
 
-from drivers.base import DriverHealth
+from drivers.base import DriverHealth, cancel_and_wait
 from drivers.micropython.vhnode import protocol as p
 
 from .interface import (
@@ -143,10 +142,7 @@ class SerialNodeLink:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._close_port("stopped")
         self._state = LinkState.STOPPED
         self._connected.clear()
@@ -259,9 +255,7 @@ class SerialNodeLink:
                 await asyncio.wait({session, lost}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for task in (session, lost):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    await cancel_and_wait(task)
             if session.done() and not session.cancelled() and session.exception() is not None:
                 log.error("sensor node session failed", exc_info=session.exception())
             reason = self._lost_reason or "session ended"

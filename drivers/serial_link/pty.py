@@ -7,14 +7,20 @@ and closes both ends, so the driver's open descriptor hangs up exactly as when a
 
 Ptys do not pace bytes at a baud rate: whatever is written arrives at once. Simulators that need the
 timing of a real line sleep for it themselves.
+
+`PtySimulator` is the common body of such simulators: the line, a thread running the device's `_loop`, and
+the temporary directory the path lives in when none is given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+import threading
 import tty
 from pathlib import Path
+from typing import Self
 
 
 class PtyLine:
@@ -79,3 +85,69 @@ class PtyLine:
                 self.bytes_dropped += len(view)
                 return
             view = view[written:]
+
+
+class PtySimulator:
+    """A simulated serial device on a `PtyLine` at `path` (default: `device` in a fresh temporary directory whose
+    name starts with `tmp_prefix`), run by a daemon thread named `thread_name`.
+
+    Subclasses implement `_loop`, which runs until `_stop` is set, and hold `lock` whenever they touch the line
+    or the device's state. `lock` is a threading.Lock unless the subclass passes another (an RLock)."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        tmp_prefix: str,
+        device: str,
+        thread_name: str,
+        lock: threading.Lock | threading.RLock | None = None,
+    ) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=tmp_prefix)
+            path = Path(self._tmp.name) / device
+        self.path = path
+        self.line = PtyLine(path)
+        self.lock = threading.Lock() if lock is None else lock
+        self._thread_name = thread_name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    def start(self) -> Self:
+        with self.lock:
+            self.line.plug()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self._thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        with self.lock:
+            self.line.unplug()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting ------------------------------------------------------------------------------------------------
+    def unplug(self) -> None:
+        with self.lock:
+            self.line.unplug()
+
+    def replug(self) -> None:
+        with self.lock:
+            self.line.plug()

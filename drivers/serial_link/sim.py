@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 import select
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -23,22 +22,21 @@ from pathlib import Path
 
 from drivers.micropython.vhnode import FIRMWARE_VERSION, pms5003
 from drivers.micropython.vhnode import protocol as p
-from drivers.micropython.vhnode.node import Board, Node, NodeConfig
+from drivers.micropython.vhnode.node import Node, NodeConfig
+from drivers.micropython.vhnode.scripted import ScriptedPins
 
-from .pty import PtyLine
+from .pty import PtyLine, PtySimulator
 
 DEFAULT_AIR = [5, 12, 18, 5, 12, 18, 1500, 450, 90, 8, 2, 1]  # a clean morning (FIELDS order)
 LOOP_PERIOD_S = 0.002
 
 
-class SimBoard(Board):
+class SimBoard(ScriptedPins):
     """The node's hardware, simulated. Every attribute is guarded by the simulator's lock."""
 
     def __init__(self, line: PtyLine, soil: Sequence[int], air_interval_s: float) -> None:
+        super().__init__(list(soil))
         self.line = line
-        self.soil = list(soil)
-        self.door = False
-        self.valve = False
         self.valve_changes: list[tuple[float, bool]] = []  # (monotonic time, open) for every pin write that changed it
         self.air_values = list(DEFAULT_AIR)
         self.air_enabled = True
@@ -52,19 +50,10 @@ class SimBoard(Board):
         self.pace_baud: int | None = None
         self.frames_out = 0
 
-    def soil_probes(self) -> int:
-        return len(self.soil)
-
-    def read_soil(self, index: int) -> int:
-        return self.soil[index]
-
-    def read_door(self) -> bool:
-        return self.door
-
     def set_valve(self, open: bool) -> None:
         if open != self.valve:
             self.valve_changes.append((time.monotonic(), open))
-        self.valve = open
+        super().set_valve(open)
 
     def read_hub(self) -> bytes:
         data = self.line.read()
@@ -106,7 +95,7 @@ class SimBoard(Board):
         return out
 
 
-class NodeSimulator:
+class NodeSimulator(PtySimulator):
     """A sensor node on a pty at `path` (default: a fresh temporary directory), run by a thread."""
 
     def __init__(
@@ -123,12 +112,13 @@ class NodeSimulator:
         failsafe_min_ms: int = 200,
         pace_baud: int | None = None,
     ) -> None:
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if path is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="village-hub-node-")
-            path = Path(self._tmp.name) / "ttyNODE"
-        self.path = path
-        self.line = PtyLine(path)
+        super().__init__(
+            path,
+            tmp_prefix="village-hub-node-",
+            device="ttyNODE",
+            thread_name="node-simulator",
+            lock=threading.RLock(),
+        )
         self.config = NodeConfig(
             node_id,
             firmware=firmware,
@@ -140,37 +130,8 @@ class NodeSimulator:
         self.board = SimBoard(self.line, soil, air_interval_s)
         self.board.pace_baud = pace_baud
         self._t0 = time.monotonic()
-        self.lock = threading.RLock()
         self.node = Node(self.board, self.config, self._now_ms())
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.boots = 1
-
-    # -- lifecycle ------------------------------------------------------------------------------------------------
-    def start(self) -> NodeSimulator:
-        with self.lock:
-            self.line.plug()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="node-simulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
-        with self.lock:
-            self.line.unplug()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> NodeSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _now_ms(self) -> int:
         return int((time.monotonic() - self._t0) * 1000)
@@ -240,14 +201,6 @@ class NodeSimulator:
         """Raw bytes from the node to the hub (garbage, a truncated frame)."""
         with self.lock:
             self.line.write(data)
-
-    def unplug(self) -> None:
-        with self.lock:
-            self.line.unplug()
-
-    def replug(self) -> None:
-        with self.lock:
-            self.line.plug()
 
     def reboot(self) -> None:
         """A reset (watchdog, brown-out): the session is gone and the valve closes."""

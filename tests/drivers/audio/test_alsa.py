@@ -17,6 +17,9 @@ from tests.drivers.audio import fake_aplay
 from tests.drivers.audio.conftest import RATE
 from tests.drivers.audio.media import peak_frequency, read_raw, read_wav, sine_amplitude
 
+# Real-time behaviour (pacing, stop within 100 ms): run apart from other load; see scripts/test.
+pytestmark = pytest.mark.realtime
+
 FMT = PcmFormat(RATE, 2)
 
 

@@ -17,6 +17,9 @@ from drivers.audio.player import to_pcm, volume_gain
 from tests.drivers.audio.conftest import RATE, MediaServer, PlayerFactory
 from tests.drivers.audio.media import peak_frequency, read_wav, sine_amplitude
 
+# Real-time behaviour (pacing, stop within 100 ms): run apart from other load; see scripts/test.
+pytestmark = pytest.mark.realtime
+
 
 async def test_wav_tone_is_heard_in_real_time_with_true_timestamps(media: Path, make_player: PlayerFactory) -> None:
     player, device = make_player()

@@ -27,6 +27,7 @@ def test_selftest_passes_under_cpython() -> None:
     assert "selftest: 5 passed, 0 failed" in result.stdout
 
 
+@pytest.mark.firmware_tools
 @pytest.mark.skipif(
     not UNIX_PORT.is_file(), reason="MicroPython's unix port not installed: run scripts/check-micropython"
 )
@@ -42,6 +43,7 @@ def test_selftest_passes_on_micropython() -> None:
     assert "selftest: 5 passed, 0 failed" in result.stdout
 
 
+@pytest.mark.firmware_tools
 def test_micropython_runs_a_failing_script_as_a_failure(tmp_path: Path) -> None:
     if not UNIX_PORT.is_file():
         pytest.skip("MicroPython's unix port not installed: run scripts/check-micropython")
@@ -55,6 +57,7 @@ def test_micropython_runs_a_failing_script_as_a_failure(tmp_path: Path) -> None:
 
 
 # One at a time: both run scripts/check-micropython, which may install the stubs on first use.
+@pytest.mark.firmware_tools
 @pytest.mark.xdist_group("check-micropython")
 def test_type_check_catches_planted_mistakes(tmp_path: Path) -> None:
     planted = tmp_path / "planted.py"
@@ -77,6 +80,7 @@ def test_type_check_catches_planted_mistakes(tmp_path: Path) -> None:
     assert out.count('module named "dataclasses"') == 2, out
 
 
+@pytest.mark.firmware_tools
 @pytest.mark.xdist_group("check-micropython")
 def test_firmware_type_checks_clean() -> None:
     result = subprocess.run([str(CHECK)], cwd=ROOT, capture_output=True, text=True, timeout=240)

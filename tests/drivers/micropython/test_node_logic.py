@@ -10,30 +10,20 @@ import pytest
 
 from drivers.micropython.vhnode import pms5003
 from drivers.micropython.vhnode import protocol as p
-from drivers.micropython.vhnode.node import Board, Node, NodeConfig
+from drivers.micropython.vhnode.node import Node, NodeConfig
+from drivers.micropython.vhnode.scripted import ScriptedPins
 
 
-class Pins(Board):
+class Pins(ScriptedPins):
     def __init__(self, probes: int = 3) -> None:
-        self.soil = [100 * (i + 1) for i in range(probes)]
-        self.door = False
-        self.valve = False
+        super().__init__([100 * (i + 1) for i in range(probes)])
         self.valve_writes: list[bool] = []
         self.rx = bytearray()
         self.tx = bytearray()
         self.air = bytearray()
 
-    def soil_probes(self) -> int:
-        return len(self.soil)
-
-    def read_soil(self, index: int) -> int:
-        return self.soil[index]
-
-    def read_door(self) -> bool:
-        return self.door
-
     def set_valve(self, open: bool) -> None:
-        self.valve = open
+        super().set_valve(open)
         self.valve_writes.append(open)
 
     def is_open(self) -> bool:  # a call, so that mypy does not carry an earlier assert on the attribute over
