@@ -23,6 +23,7 @@ from hub.bus import EventBus
 from hub.config.settings import Secrets, Settings
 from hub.power.service import PowerService
 from hub.relays.service import RelayService
+from hub.sensors.irrigation import SystemClock
 from hub.sensors.service import SensorsService
 from hub.service import Service
 from hub.store import RecordClass, Store, StoreLimits, Transaction
@@ -73,7 +74,9 @@ class Hub:
             air, air_sim = airquality.build(s.air_quality, self.simulated, node=link)
             if air_sim is not None:
                 self._simulators.append(air_sim.stop)
-        return SensorsService(link, air, store, self.bus, s.sensors.interval_s)
+        return SensorsService(
+            link, air, store, self.bus, s.sensors.interval_s, settings=s.sensors, clock=SystemClock(s.hub.timezone)
+        )
 
     def build_services(self, store: Store, relays: Relays) -> list[Service]:
         s = self.settings

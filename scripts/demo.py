@@ -55,6 +55,12 @@ port = "/dev/serial0"
 [sensors]
 interval_s = 15
 
+[[sensors.soil.probes]]
+name = "vuon-rau"
+channel = 0
+dry_raw = 42000
+wet_raw = 18000
+
 # A UPS HAT (INA219) and a DS3231 clock on a simulated I2C bus. The shutdown command is harmless here.
 [power]
 shutdown_command = ["true"]

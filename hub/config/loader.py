@@ -133,13 +133,17 @@ def _field_info(model: type[BaseModel], loc: list[str]) -> Any:
     current: Any = model
     info: Any = None
     for part in loc:
+        if part.isdigit():  # an item of a list (an array of tables): step into the item's type
+            items = [a for a in getattr(current, "__args__", ()) if a is not type(None)]
+            current = items[0] if items else current
+            continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return info
         info = fields[part]
         current = info.annotation
         inner = [a for a in getattr(current, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if inner:
+        if inner and getattr(current, "__origin__", None) is not list:
             current = inner[0]
     return info
 

@@ -18,6 +18,7 @@ from drivers.audio.settings import AudioSettings
 from drivers.power.settings import PowerSettings
 from drivers.relays.settings import RelaysSettings
 from drivers.serial_link.settings import SensorNodeSettings
+from hub.sensors.settings import SensorsSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/village-hub/hub.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/village-hub")
@@ -179,16 +180,6 @@ class TelemetrySection(Section):
     )
 
 
-class SensorsSection(Section):
-    interval_s: float = Field(
-        default=60.0,
-        ge=1.0,
-        le=86_400.0,
-        title="Sampling interval (s)",
-        description="How often soil moisture and air quality are read and recorded.",
-    )
-
-
 class Settings(Section):
     # Sections of hardware live with their drivers (drivers/<family>/settings.py) and are gathered here.
     hub: HubSection
@@ -205,7 +196,7 @@ class Settings(Section):
         description="The MicroPython node on a serial link (soil, door, valve, air). Leave out if there is none.",
     )
     air_quality: AirQualitySettings = Field(default_factory=AirQualitySettings, title="Air-quality sensor")
-    sensors: SensorsSection = SensorsSection()
+    sensors: SensorsSettings = Field(default_factory=SensorsSettings, title="Sensors, air-quality index, irrigation")
     audio: AudioSettings = Field(default_factory=AudioSettings, title="Audio out (loudspeakers)")
     power: PowerSettings | None = Field(
         default=None,

@@ -1,28 +1,40 @@
-"""Reads the sensor node and the air-quality sensor, and records what they say.
+"""Reads the sensor node and the air-quality sensor, records what they say, and drives the irrigation valve.
 
-Raw readings go to the outbox as telemetry at a fixed interval; a cabinet door opening is a security
-event (tamper) the moment the node reports it; the node closing the valve by itself (fail-safe, maximum
-duration) and the link coming and going are operations events. Calibration, air-quality indices and
-thresholds are the sensors issue's work on top of these readings.
+Raw readings go to the outbox as telemetry at a fixed interval (air quality as the mean over the interval), with
+each soil probe's calibrated moisture; a cabinet door opening is a security event (tamper) the moment the node
+reports it; the node closing the valve by itself (fail-safe, maximum duration) and the link coming and going are
+operations events.
+
+On top of the readings: the hourly and daily VN_AQI (aqi.py) each hour, with alerts on category crossings
+(alerts.py); probe faults (calibration.py) and a silent node as alerts; the irrigation controller (irrigation.py)
+fed every check, its every valve decision carried out on the node and recorded with its reason. The computations
+are synchronous methods without I/O (process_soil, process_air), the same ones bench/sensors_cpu.py measures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import statistics
+import math
 from typing import Any
 
 from drivers.airquality import AirQualityReading, AirQualitySensor, AirQualityUnavailable
-from drivers.serial_link import NodeEvent, NodeEventKind, NodeLinkError, SerialNodeLink
-from hub.bus import EventBus
+from drivers.serial_link import NodeEvent, NodeEventKind, NodeLinkError, SensorReadings, SerialNodeLink
+from hub.bus import EventBus, Message
 from hub.service import Service
-from hub.store import RecordClass, Store
+from hub.store import RecordClass, Store, Transaction
+
+from .alerts import AqiAlarm
+from .aqi import AirQualityTracker, HourSummary, interval_mean
+from .calibration import ProbeReading, SoilCalibrator
+from .irrigation import Clock, IrrigationController, IrrigationRefused, SystemClock, ValveDecision
+from .settings import SensorsSettings
 
 log = logging.getLogger(__name__)
 
 AIR_POLL_S = 2.0
+RUN_TOPIC = "irrigation.run"
+AQI_STATE_KEY = "sensors.aqi"
 
 EVENT_CLASS = {
     NodeEventKind.DOOR_OPENED: RecordClass.SECURITY,
@@ -31,6 +43,9 @@ EVENT_CLASS = {
     NodeEventKind.CONNECTED: RecordClass.OPERATIONS,
     NodeEventKind.DISCONNECTED: RecordClass.OPERATIONS,
 }
+
+# (class, kind, payload): what a processing step wants written, in order.
+Record = tuple[RecordClass, str, dict[str, Any]]
 
 
 class SensorsService(Service):
@@ -43,6 +58,8 @@ class SensorsService(Service):
         store: Store,
         bus: EventBus,
         interval_s: float,
+        settings: SensorsSettings | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__()
         self.link = link
@@ -50,10 +67,29 @@ class SensorsService(Service):
         self.store = store
         self.bus = bus
         self.interval_s = interval_s
+        self.settings = settings = settings or SensorsSettings()
+        self.clock: Clock = clock or SystemClock()
         self.last_soil: dict[str, Any] | None = None
         self.last_air: dict[str, Any] | None = None
         self.events = 0
         self._air_samples: list[AirQualityReading] = []
+        self.calibrator = SoilCalibrator(settings.soil)
+        self.last_probes: list[ProbeReading] = []
+        self.tracker = AirQualityTracker(
+            self.clock.monotonic(),
+            min_coverage=settings.air.min_hour_coverage,
+            min_day_hours=settings.air.min_day_hours,
+        )
+        self.aqi_alarm = AqiAlarm(settings.air.alert_from, settings.air.hysteresis_aqi)
+        irrigation = settings.irrigation
+        self.irrigation = IrrigationController(irrigation, self.clock) if irrigation.enabled and link else None
+        self._watched = set(irrigation.probes)
+        self.stale_after_s = irrigation.stale_after_s
+        self._started_at = self.clock.monotonic()
+        self._last_read_ok: float | None = None
+        self.faults: dict[str, str] = {}  # source ("node" or a probe name) -> fault, while it lasts
+        self.errors = {"node_reads": 0, "air_reads": 0, "valve_commands": 0}
+        self._valve_lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self.link is not None:
@@ -73,17 +109,41 @@ class SensorsService(Service):
                 group.create_task(self._node_events(self.link))
             if self.air is not None:
                 group.create_task(self._poll_air(self.air))
+            if self.irrigation is not None:
+                group.create_task(self._run_requests())
             group.create_task(self._sample())
 
+    # -- air quality ----------------------------------------------------------------------------------------------
     async def _poll_air(self, air: AirQualitySensor) -> None:
         """Read the sensor every few seconds (it sends about once a second): the health stays current and
         each recorded value is the mean over the whole interval, not one frame picked at the moment."""
         while True:
-            with contextlib.suppress(AirQualityUnavailable):
+            try:
                 reading = await air.read()
-                self._air_samples.append(reading)
+            except AirQualityUnavailable:
+                self.errors["air_reads"] += 1
+            else:
+                await self.ingest_air(reading)
             await asyncio.sleep(AIR_POLL_S)
 
+    async def ingest_air(self, reading: AirQualityReading) -> None:
+        """One air reading into the interval mean and the hourly index; writes what an ended hour gives."""
+        await self._write(self.process_air(reading))
+
+    def process_air(self, reading: AirQualityReading) -> list[Record]:
+        self._air_samples.append(reading)
+        return self._hours_ended(self.tracker.add(self.clock.monotonic(), reading.pm2_5, reading.pm10))
+
+    def _hours_ended(self, summaries: list[HourSummary]) -> list[Record]:
+        records: list[Record] = []
+        for summary in summaries:
+            records.append((RecordClass.TELEMETRY, "sensors.aqi", summary.as_dict()))
+            alert = self.aqi_alarm.update(summary.hourly)
+            if alert is not None and summary.hourly is not None:
+                records.append((alert.record_class, "sensors.aqi.alert", alert.payload(summary.hourly)))
+        return records
+
+    # -- the node -------------------------------------------------------------------------------------------------
     async def _node_events(self, link: SerialNodeLink) -> None:
         async for event in link.subscribe():
             await self._record_event(event)
@@ -95,32 +155,165 @@ class SensorsService(Service):
         self.bus.publish(f"sensors.node.{event.kind.value}", **payload)
 
     async def _sample(self) -> None:
+        tick = self.interval_s
+        if self.irrigation is not None:
+            tick = min(tick, self.settings.irrigation.check_interval_s)
+        next_record = self.clock.monotonic()
         while True:
             self.beat()
+            readings: SensorReadings | None = None
             if self.link is not None:
-                with contextlib.suppress(NodeLinkError):
-                    readings = await self.link.read_sensors()
-                    self.last_soil = {"soil_raw": list(readings.soil_raw), "valve_open": readings.valve_open}
-                    await self.store.append(RecordClass.TELEMETRY, "sensors.soil", self.last_soil)
-            if self._air_samples:
-                samples, self._air_samples = self._air_samples, []
-                self.last_air = {
-                    "pm1_0": round(statistics.fmean(r.pm1_0 for r in samples), 1),
-                    "pm2_5": round(statistics.fmean(r.pm2_5 for r in samples), 1),
-                    "pm10": round(statistics.fmean(r.pm10 for r in samples), 1),
-                    "samples": len(samples),
-                    "source": samples[-1].source,
-                }
-                await self.store.append(RecordClass.TELEMETRY, "sensors.air", self.last_air)
-            await asyncio.sleep(self.interval_s)
+                # One lock from the reading to the valve command: a manual run started in between would otherwise be
+                # judged on a reading from before it (valve closed) and taken for the node closing it.
+                async with self._valve_lock:
+                    try:
+                        readings = await self.link.read_sensors()
+                    except NodeLinkError:
+                        self.errors["node_reads"] += 1
+                    records, decision = self.process_soil(readings)
+                    await self._write(records)
+                    if decision is not None:
+                        await self._apply(decision)
+            await self._write(self._hours_ended(self.tracker.tick(self.clock.monotonic())))
+            now = self.clock.monotonic()
+            if now >= next_record:
+                # Not a catch-up burst after a stall (slow store, slow node): the next record one interval on.
+                next_record = max(next_record + self.interval_s, now)
+                await self._write(self.telemetry_records(readings))
+            await asyncio.sleep(tick)
 
+    def process_soil(self, readings: SensorReadings | None) -> tuple[list[Record], ValveDecision | None]:
+        """One answer of the node (None: it did not answer): calibrated probes, fault alerts, the irrigation
+        decision."""
+        now = self.clock.monotonic()
+        records: list[Record] = []
+        if readings is not None:
+            self._last_read_ok = now
+            self.last_probes = self.calibrator.read(readings.soil_raw)
+            for probe in self.last_probes:
+                records.extend(self._fault(probe.name, None if probe.fault is None else probe.fault.value))
+        heard = self._started_at if self._last_read_ok is None else self._last_read_ok
+        silent = now - heard >= self.stale_after_s
+        records.extend(self._fault("node", "sensor_silent" if silent else None))
+        if self.irrigation is None:
+            return records, None
+        moisture: float | None = None
+        fault: str | None = "sensor_silent" if silent else None
+        if readings is not None:
+            watched = [p for p in self.last_probes if p.name in self._watched]
+            faulty = [f"{p.name} {p.fault.value}" for p in watched if p.fault is not None]
+            if faulty:
+                fault = ", ".join(faulty)
+            else:
+                moisture = sum(p.percent for p in watched if p.percent is not None) / len(watched)
+        decision = self.irrigation.observe(moisture, fault, None if readings is None else readings.valve_open)
+        return records, decision
+
+    def _fault(self, source: str, fault: str | None) -> list[Record]:
+        """A record when a source's fault appears, changes or clears; nothing while it stays the same."""
+        previous = self.faults.get(source)
+        if fault == previous:
+            return []
+        if fault is None:
+            del self.faults[source]
+        else:
+            self.faults[source] = fault
+        payload = {"source": source, "fault": fault or previous, "state": "cleared" if fault is None else "raised"}
+        return [(RecordClass.OPERATIONS, "sensors.fault", payload)]
+
+    def telemetry_records(self, readings: SensorReadings | None) -> list[Record]:
+        """The interval's telemetry: the node's last answer with calibrated probes, the air mean over the interval."""
+        records: list[Record] = []
+        if readings is not None:
+            self.last_soil = {
+                "soil_raw": list(readings.soil_raw),
+                "valve_open": readings.valve_open,
+                "probes": [p.as_dict() for p in self.last_probes],
+            }
+            records.append((RecordClass.TELEMETRY, "sensors.soil", self.last_soil))
+        if self._air_samples:
+            samples, self._air_samples = self._air_samples, []
+            self.last_air = interval_mean(samples)
+            records.append((RecordClass.TELEMETRY, "sensors.air", self.last_air))
+        return records
+
+    async def _write(self, records: list[Record]) -> None:
+        if not records:
+            return
+        for cls, kind, payload in records:
+            if kind.startswith("sensors.aqi"):
+                await self.store.write(_with_aqi_state(cls, kind, payload))
+            else:
+                await self.store.append(cls, kind, payload)
+            self.bus.publish(kind, **payload)
+
+    # -- irrigation -----------------------------------------------------------------------------------------------
+    async def run_irrigation(self, seconds: object, who: str) -> dict[str, Any]:
+        """A manual run of `seconds` (technician page, cloud command, bus topic irrigation.run): whether it started,
+        and why not. `seconds` is checked here because it arrives from the bus and the cloud unchecked."""
+        if self.irrigation is None:
+            return {"accepted": False, "error": "irrigation is not enabled on this hub"}
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+            return {"accepted": False, "error": f"seconds must be a number, got {seconds!r}"}
+        async with self._valve_lock:
+            try:
+                decision = self.irrigation.manual(float(seconds), who)
+            except IrrigationRefused as exc:
+                return {"accepted": False, "error": str(exc)}
+            ok, error = await self._apply(decision)
+        return {"accepted": ok, "error": error, "seconds": seconds, "who": who}
+
+    async def _run_requests(self) -> None:
+        requests = self.bus.subscribe(RUN_TOPIC)
+        try:
+            while True:
+                message: Message = await requests.get()
+                if message.topic != RUN_TOPIC:
+                    continue
+                who = str(message.data.get("who") or "unknown")
+                result = await self.run_irrigation(message.data.get("seconds"), who)
+                self.bus.publish("sensors.irrigation.run_result", **result)
+        finally:
+            requests.close()
+
+    async def _apply(self, decision: ValveDecision) -> tuple[bool, str | None]:
+        """Carry a decision out on the node and record it. A close that cannot be sent (node silent) is recorded
+        all the same: the node's fail-safe closes the valve by itself, and the controller's declared state is
+        closed, so it is sent again once the node answers and still reports it open."""
+        ok, error = True, None
+        if decision.command:
+            assert self.link is not None
+            max_seconds = min(decision.max_seconds, self.link.settings.max_valve_open_s)
+            try:
+                await self.link.set_valve(decision.open, max_seconds if decision.open else 0.0)
+            except (NodeLinkError, ValueError) as exc:
+                ok, error = False, str(exc)
+                self.errors["valve_commands"] += 1
+                if decision.open and self.irrigation is not None:
+                    self.irrigation.open_failed()
+                log.warning("irrigation valve %s failed: %s", "open" if decision.open else "close", exc)
+        payload = {**decision.as_dict(), "commanded": decision.command, "ok": ok, "error": error}
+        await self._write([(RecordClass.OPERATIONS, "irrigation.valve", payload)])
+        return ok, error
+
+    # -- health ---------------------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
+        last = self.tracker.last
+        active = self.aqi_alarm.active
         return {
             "node": None if self.link is None else self.link.health().as_dict(),
             "air_quality": None if self.air is None else self.air.health().as_dict(),
             "last_soil": self.last_soil,
             "last_air": self.last_air,
+            "last_reading_age_s": None
+            if self._last_read_ok is None
+            else round(self.clock.monotonic() - self._last_read_ok, 1),
             "events": self.events,
+            "errors": dict(self.errors),
+            "faults": dict(self.faults),
+            "aqi": None if last is None else last.as_dict(),
+            "aqi_alert": None if active is None else active.key,
+            "irrigation": None if self.irrigation is None else self.irrigation.state(),
         }
 
     def problems(self) -> list[str]:
@@ -131,4 +324,17 @@ class SensorsService(Service):
             health = device.health()
             if not health.ok:
                 out.append(f"{what} {health.state}" + (f": {health.last_error}" if health.last_error else ""))
+        out.extend(f"{source}: {fault}" for source, fault in sorted(self.faults.items()) if source != "node")
         return out
+
+
+def _with_aqi_state(cls: RecordClass, kind: str, payload: dict[str, Any]) -> Any:
+    """The AQI record and the latest-AQI state in one transaction: the technician page reads the state, the cloud
+    the record, and they cannot disagree after a power cut."""
+
+    def op(tx: Transaction) -> int:
+        seq = tx.append(cls, kind, payload)
+        tx.set_state(AQI_STATE_KEY if kind == "sensors.aqi" else AQI_STATE_KEY + ".alert", payload)
+        return seq
+
+    return op

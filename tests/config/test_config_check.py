@@ -165,3 +165,15 @@ def test_environment_variable_selects_config(tmp_path: Path) -> None:
         [HUB, "config", "check"], capture_output=True, text=True, timeout=30, env={"VILLAGE_HUB_CONFIG": str(path)}
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_errors_inside_arrays_of_tables_point_at_the_item(tmp_path: Path) -> None:
+    text = GOOD + (
+        '\n[[relays.gpio]]\nname = "ampli"\npin = 17\nactive_high = false\n'
+        '\n[[relays.gpio]]\nname = "loa khu 1"\npin = 99\nactive_high = false\n'
+    )
+    path = write(tmp_path, text)
+    result = check(path)
+    assert result.returncode == 2
+    line = text.splitlines().index("pin = 99") + 1
+    assert f"{path}:{line}: key 'relays.gpio.1.pin': out of range: expected an integer ≥ 0, ≤ 27" in result.stderr
