@@ -21,6 +21,8 @@ from hub import __version__, clock
 from hub.audio.service import AudioService
 from hub.bus import EventBus
 from hub.config.settings import Secrets, Settings
+from hub.lighting.schedule import Place
+from hub.lighting.service import LightingService
 from hub.power.service import PowerService
 from hub.relays.service import RelayService
 from hub.sensors.irrigation import SystemClock
@@ -84,6 +86,14 @@ class Hub:
             StoreService(store),
             ManagementServer(s.management, self.health),
             RelayService(relays, store, self.bus),
+            # after the relay service, so that it is subscribed before lighting's first declaration
+            LightingService(
+                s.lighting,
+                Place.create(s.village.latitude, s.village.longitude, s.hub.timezone),
+                store,
+                self.bus,
+                relay_names=relays.bank.names,
+            ),
             AudioService(audio.build(s.audio, self.simulated, data_dir=s.hub.data_dir)),
             self.build_sensors(store),
             Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),

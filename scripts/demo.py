@@ -61,6 +61,26 @@ channel = 0
 dry_raw = 42000
 wet_raw = 18000
 
+# Street lights by sunset and sunrise; the cultural house's lights on a fixed evening schedule.
+[[lighting.circuit]]
+name = "đèn đường"
+relays = ["đèn đường thôn"]
+
+[[lighting.circuit.rule]]
+kind = "dusk_dawn"
+on_offset_min = 10
+off_offset_min = 15
+
+[[lighting.circuit]]
+name = "nhà văn hóa"
+relays = ["đèn nhà văn hóa"]
+
+[[lighting.circuit.rule]]
+kind = "fixed"
+name = "sinh hoạt buổi tối"
+on = "18:30"
+off = "21:30"
+
 # A UPS HAT (INA219) and a DS3231 clock on a simulated I2C bus. The shutdown command is harmless here.
 [power]
 shutdown_command = ["true"]

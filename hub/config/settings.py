@@ -10,7 +10,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, Strict, field_validator, model_validator
+from pydantic import Field, HttpUrl, Strict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from drivers.airquality.settings import AirQualitySettings
@@ -18,6 +18,8 @@ from drivers.audio.settings import AudioSettings
 from drivers.power.settings import PowerSettings
 from drivers.relays.settings import RelaysSettings
 from drivers.serial_link.settings import SensorNodeSettings
+from hub.lighting.settings import LightingSection
+from hub.section import Section
 from hub.sensors.settings import SensorsSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/village-hub/hub.toml")
@@ -26,12 +28,6 @@ DEFAULT_SECRETS_PATH = Path("/etc/village-hub/secrets.toml")
 
 # TOML has no path type: a path is a string, converted here even though sections are strict.
 PathStr = Annotated[Path, Strict(False)]
-
-
-class Section(BaseModel):
-    # strict: TOML already carries types, so "5" for an integer is a mistake to report, not to coerce.
-    # forbid: an unknown key is nearly always a typo of a known one.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class HubSection(Section):
@@ -196,6 +192,7 @@ class Settings(Section):
         description="The MicroPython node on a serial link (soil, door, valve, air). Leave out if there is none.",
     )
     air_quality: AirQualitySettings = Field(default_factory=AirQualitySettings, title="Air-quality sensor")
+    lighting: LightingSection = Field(default_factory=LightingSection, title="Lighting circuits and their rules")
     sensors: SensorsSettings = Field(default_factory=SensorsSettings, title="Sensors, air-quality index, irrigation")
     audio: AudioSettings = Field(default_factory=AudioSettings, title="Audio out (loudspeakers)")
     power: PowerSettings | None = Field(

@@ -41,8 +41,11 @@ class RelayService(Service):
             while True:
                 self.beat()
                 message: Message | None = None
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands together
+                # with a message, and the service would then outlive its stop by a whole interval.
                 with contextlib.suppress(TimeoutError):
-                    message = await asyncio.wait_for(requests.get(), timeout=self.verify_interval_s)
+                    async with asyncio.timeout(self.verify_interval_s):
+                        message = await requests.get()
                 if message is None:
                     await self._record(await self.relays.bank.verify(), "verify")
                     continue
