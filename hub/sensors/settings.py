@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from hub.section import Section
 
 ADC_MAX = 65535
 
@@ -18,13 +20,7 @@ CategoryKey = Literal["trung_binh", "kem", "xau", "rat_xau", "nguy_hai"]
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 
-class _Section(BaseModel):
-    # The same rules as hub.config.settings.Section (strict TOML types, unknown keys refused, frozen). Not imported
-    # from there: hub/config/settings.py imports this module, and the import would go round in a circle.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class AirQualityIndexSettings(_Section):
+class AirQualityIndexSettings(Section):
     alert_from: CategoryKey = Field(
         default="kem",
         title="Alert from category",
@@ -63,7 +59,7 @@ class AirQualityIndexSettings(_Section):
     )
 
 
-class SoilProbeSettings(_Section):
+class SoilProbeSettings(Section):
     name: str = Field(
         min_length=1,
         max_length=32,
@@ -100,7 +96,7 @@ class SoilProbeSettings(_Section):
         return self
 
 
-class SoilSettings(_Section):
+class SoilSettings(Section):
     probes: list[SoilProbeSettings] = Field(
         default_factory=list,
         title="Soil probes",
@@ -135,7 +131,7 @@ class SoilSettings(_Section):
         return probes
 
 
-class IrrigationSettings(_Section):
+class IrrigationSettings(Section):
     enabled: bool = Field(
         default=False,
         title="Irrigation",
@@ -225,7 +221,7 @@ class IrrigationSettings(_Section):
         return self
 
 
-class SensorsSettings(_Section):
+class SensorsSettings(Section):
     interval_s: float = Field(
         default=60.0,
         ge=1.0,
