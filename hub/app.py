@@ -20,12 +20,12 @@ from drivers.relays import build as build_relays
 from hub import __version__, clock
 from hub.audio.service import AudioService
 from hub.bus import EventBus
+from hub.clock import SystemClock
 from hub.config.settings import Secrets, Settings
 from hub.lighting.schedule import Place
 from hub.lighting.service import LightingService
 from hub.power.service import PowerService
 from hub.relays.service import RelayService
-from hub.sensors.irrigation import SystemClock
 from hub.sensors.service import SensorsService
 from hub.service import Service
 from hub.store import RecordClass, Store, StoreLimits, Transaction

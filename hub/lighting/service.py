@@ -24,7 +24,7 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 from hub.bus import EventBus, Message, Subscription
-from hub.lighting.clock import Clock, SystemClock
+from hub.clock import Clock, SystemClock
 from hub.lighting.schedule import (
     Circuit,
     Decision,

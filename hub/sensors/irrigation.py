@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime
 import enum
-import time
-import zoneinfo
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from hub.clock import WallClock as Clock
 
 from .settings import IrrigationSettings
 
@@ -26,40 +26,22 @@ from .settings import IrrigationSettings
 NODE_GRACE_S = 10.0
 
 
-class Clock(Protocol):
-    def monotonic(self) -> float:
-        """Seconds on a clock that never jumps: durations (confirm, run time, rest)."""
-
-    def local_time(self) -> datetime.time:
-        """The local wall time of day: allowed hours."""
-
-
-class SystemClock:
-    def __init__(self, timezone: str = "Asia/Ho_Chi_Minh") -> None:
-        self.zone = zoneinfo.ZoneInfo(timezone)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def local_time(self) -> datetime.time:
-        return datetime.datetime.now(self.zone).time()
-
-
 class ManualClock:
-    """A clock that moves only when told to (tests, benchmarks, replays)."""
+    """A clock that moves only when told to (tests, benchmarks, replays): `mono` is its monotonic time and
+    `local` the local time of day its wall clock shows (on a fixed date)."""
 
     def __init__(self, start: float = 1000.0, local: datetime.time = datetime.time(6, 0)) -> None:
-        self.now = start
+        self.mono = start
         self.local = local
 
     def monotonic(self) -> float:
-        return self.now
+        return self.mono
 
-    def local_time(self) -> datetime.time:
-        return self.local
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.combine(datetime.date(2026, 1, 1), self.local, tzinfo=datetime.UTC)
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self.mono += seconds
 
 
 def parse_window(window: str) -> tuple[int, int]:
@@ -202,7 +184,7 @@ class IrrigationController:
         if (
             now - self.dry_since >= self.settings.confirm_s
             and self.rest_remaining() <= 0
-            and in_windows(self.windows, self.clock.local_time())
+            and in_windows(self.windows, self.clock.now().time())
         ):
             return self._open("auto", self.settings.max_run_s, "dry", None)
         return None

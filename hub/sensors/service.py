@@ -21,13 +21,15 @@ from typing import Any
 from drivers.airquality import AirQualityReading, AirQualitySensor, AirQualityUnavailable
 from drivers.serial_link import NodeEvent, NodeEventKind, NodeLinkError, SensorReadings, SerialNodeLink
 from hub.bus import EventBus, Message
+from hub.clock import SystemClock
+from hub.clock import WallClock as Clock
 from hub.service import Service
 from hub.store import RecordClass, Store, Transaction
 
 from .alerts import AqiAlarm
 from .aqi import AirQualityTracker, HourSummary, interval_mean
 from .calibration import ProbeReading, SoilCalibrator
-from .irrigation import Clock, IrrigationController, IrrigationRefused, SystemClock, ValveDecision
+from .irrigation import IrrigationController, IrrigationRefused, ValveDecision
 from .settings import SensorsSettings
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class SensorsService(Service):
         self.bus = bus
         self.interval_s = interval_s
         self.settings = settings = settings or SensorsSettings()
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock("Asia/Ho_Chi_Minh")
         self.last_soil: dict[str, Any] | None = None
         self.last_air: dict[str, Any] | None = None
         self.events = 0

@@ -205,9 +205,9 @@ async def test_service_records_hourly_index_and_one_alert_each_way(tmp_path: Pat
     try:
         for pm2_5 in [60] * 3 + [5] * 3:  # three polluted hours, three clean ones; one reading a minute
             for _ in range(60):
-                await service.ingest_air(_reading(pm2_5, 30, clock.now))
+                await service.ingest_air(_reading(pm2_5, 30, clock.mono))
                 clock.advance(60.0)
-        await service.ingest_air(_reading(5, 30, clock.now))  # ends the sixth hour
+        await service.ingest_air(_reading(5, 30, clock.mono))  # ends the sixth hour
         records = [(r.cls, r.kind, json.loads(r.payload_json)) for r in store.pending(1000)]
         hourly = [p["hourly"] for _, kind, p in records if kind == "sensors.aqi"]
         # hour 4: c = 5, 60, 60, 60 -> w = 1/2, NowCast = 57.5 / 1.875 = 30.67 -> 61; hour 5: 33.75 / 1.9375 = 17.4
