@@ -19,9 +19,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from drivers.audio.decode import Decoder, End, target_for
 from drivers.audio.interface import (
     AudioBusyError,
     AudioError,
@@ -38,7 +35,13 @@ from drivers.audio.interface import (
 from drivers.base import DriverHealth
 
 if TYPE_CHECKING:
+    import numpy as np
     from numpy.typing import NDArray
+
+    from drivers.audio.decode import Decoder
+
+# PyAV and numpy (about 30 MB resident together) are imported on the first playback, not at start: an idle hub
+# stays small, and the first announcement pays a one-off ~0.3 s import on a Pi.
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ def to_pcm(block: NDArray[np.float32], gain: float) -> tuple[bytes, int]:
     """Float samples -> S16_LE bytes with the gain applied. Samples beyond full scale (decoders of lossy formats
     overshoot a little) are clipped rather than left to wrap around to the opposite sign, which would crack
     loudly in the loudspeakers. Returns the bytes and how many samples were clipped."""
+    import numpy as np
+
     scaled = block * np.float32(gain)
     clipped = int(np.count_nonzero(np.abs(scaled) > 1.0))
     np.clip(scaled, -1.0, 1.0, out=scaled)
@@ -124,6 +129,8 @@ class AudioPlayer:
         gain = volume_gain(volume)
         if self._current is not None:
             raise AudioBusyError(f"already playing {self._current.label!r}; stop() it first")
+        from drivers.audio.decode import target_for
+
         item = _Playback(label=target_for(source).label, volume=volume, gain=gain)
         self._current = item
         loop = asyncio.get_running_loop()
@@ -220,6 +227,8 @@ class AudioPlayer:
 
     # -- writer thread --------------------------------------------------------------------------------------------
     def _run(self, item: _Playback, source: Source) -> PlaybackReport:
+        from drivers.audio.decode import Decoder, End
+
         decoder = Decoder(
             source, self.fmt, item.stop_flag, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s
         )
