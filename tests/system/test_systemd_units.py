@@ -41,6 +41,21 @@ SYSUSERS_BIN = shutil.which("systemd-sysusers")
 TMPFILES_BIN = shutil.which("systemd-tmpfiles")
 TOOL_TIMEOUT = 30
 
+
+def run_tool(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A systemd tool run for its output: never raises on a non-zero exit, the caller reads what it said."""
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=TOOL_TIMEOUT,
+        env=env,
+        check=False,
+    )
+
+
 Unit = dict[str, list[tuple[int, str, str]]]
 
 
@@ -154,17 +169,11 @@ def verify_problems(text: str, directory: Path) -> list[str]:
     assert SYSTEMD_ANALYZE is not None
     copy = directory / UNIT.name
     copy.write_text(runnable_copy(text), encoding="utf-8")
-    proc = subprocess.run(
+    proc = run_tool(
         # --man=no: a Documentation=man:… would otherwise need man pages installed (a container has none).
         # --recursive-errors=no: a broken unit elsewhere on this machine is not our failure.
         [SYSTEMD_ANALYZE, "verify", "--man=no", "--recursive-errors=no", str(copy)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=TOOL_TIMEOUT,
         env={**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_LOG_LEVEL": "info"},
-        check=False,
     )
     output = (proc.stdout + proc.stderr).splitlines()
     problems = [
@@ -204,14 +213,8 @@ def test_unit_exposure_stays_low(tmp_path: Path) -> None:
     assert SYSTEMD_ANALYZE is not None
     copy = tmp_path / UNIT.name
     copy.write_text(runnable_copy(UNIT.read_text(encoding="utf-8")), encoding="utf-8")
-    proc = subprocess.run(
-        [SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager", f"--threshold={MAX_EXPOSURE}", str(copy)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=TOOL_TIMEOUT,
-        check=False,
+    proc = run_tool(
+        [SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager", f"--threshold={MAX_EXPOSURE}", str(copy)]
     )
     overall = re.search(r"Overall exposure level for \S+: ([\d.]+)", proc.stdout)
     assert overall is not None, proc.stdout + proc.stderr
@@ -366,15 +369,7 @@ def test_sysusers_dry_run_in_scratch_root(tmp_path: Path) -> None:
         if source.exists():
             shutil.copy(source, root / "etc" / name)
     before = sorted(p.name for p in (root / "etc").iterdir())
-    proc = subprocess.run(
-        [SYSUSERS_BIN, f"--root={root}", "--dry-run", str(SYSUSERS)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=TOOL_TIMEOUT,
-        check=False,
-    )
+    proc = run_tool([SYSUSERS_BIN, f"--root={root}", "--dry-run", str(SYSUSERS)])
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     complaints = [line for line in output.splitlines() if SYSUSERS.name in line or line.startswith("-:")]
@@ -453,15 +448,7 @@ def test_tmpfiles_create_in_scratch_root(tmp_path: Path) -> None:
     secrets.write_text('cloud_token = "x"\n', encoding="utf-8")
     secrets.chmod(0o644)
 
-    proc = subprocess.run(
-        [TMPFILES_BIN, "--create", f"--root={root}", str(TMPFILES)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=TOOL_TIMEOUT,
-        check=False,
-    )
+    proc = run_tool([TMPFILES_BIN, "--create", f"--root={root}", str(TMPFILES)])
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert TMPFILES.name not in output, output  # a warning about one of our lines ("…, ignoring")
