@@ -17,7 +17,7 @@ from drivers import airquality, audio, power, serial_link
 from drivers.platform import Board, detect_board, use_simulated
 from drivers.relays import Relays
 from drivers.relays import build as build_relays
-from hub import __version__, clock
+from hub import __version__, clock, logbuffer
 from hub.audio.service import AudioService
 from hub.bus import EventBus
 from hub.clock import SystemClock
@@ -28,12 +28,14 @@ from hub.power.service import PowerService
 from hub.relays.service import RelayService
 from hub.sensors.service import SensorsService
 from hub.service import Service
+from hub.site import SITE_KEY, SiteSettings, apply_site
 from hub.store import RecordClass, Store, StoreLimits, Transaction
 from hub.store.service import StoreService
 from hub.supervisor import Supervisor
 from hub.sync.uploader import Uploader
 from hub.systemd_notify import Notifier
 from hub.telemetry.service import VitalsService
+from hub.web.context import WebContext
 from hub.web.server import ManagementServer
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ class Hub:
         self.previous_run: dict[str, Any] | None = None
         self._stop = asyncio.Event()
         self._stop_reason = "stopped"
+        self.restart_requested = False
+        self.logs = logbuffer.install()
+        self.site: SiteSettings | None = None
 
     # ---- composition --------------------------------------------------------------------------
 
@@ -84,7 +89,19 @@ class Hub:
         s = self.settings
         services: list[Service] = [
             StoreService(store),
-            ManagementServer(s.management, self.health),
+            ManagementServer(
+                s.management,
+                WebContext(
+                    settings=s,
+                    secrets=self.secrets,
+                    store=store,
+                    bus=self.bus,
+                    health=self.health,
+                    config_path=self.config_path,
+                    logs=self.logs,
+                    request_restart=self.request_restart,
+                ),
+            ),
             RelayService(relays, store, self.bus),
             # after the relay service, so that it is subscribed before lighting's first declaration
             LightingService(
@@ -208,6 +225,11 @@ class Hub:
 
     # ---- running ------------------------------------------------------------------------------
 
+    def request_restart(self, reason: str) -> None:
+        """Stop cleanly, then start again (systemd's Restart=always, or `hub run` re-executing itself)."""
+        self.restart_requested = True
+        self.request_stop(reason)
+
     def request_stop(self, reason: str) -> None:
         log.info("stop requested: %s", reason)
         self._stop_reason = reason
@@ -226,6 +248,8 @@ class Hub:
         await relays.bank.safe_state("boot")
         store = await asyncio.to_thread(Store.open, s.hub.data_dir, StoreLimits.from_settings(s.store))
         self.store = store
+        # The install wizard's site details (village, coordinates, cloud URL) over hub.toml's.
+        self.settings, self.site = apply_site(self.settings, store.get_state(SITE_KEY))
         await store.write(self._record_start)
         self.supervisor = Supervisor(self.build_services(store, relays), s.supervisor, self.bus)
         self.supervisor.start()

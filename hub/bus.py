@@ -3,13 +3,17 @@
 Topics are dotted strings; a subscriber to "sync" receives "sync.delivered" and "sync.failed" too.
 Delivery is asynchronous and bounded: a slow subscriber loses its oldest messages, never blocks the
 publisher (a stuck camera worker must not stop an emergency broadcast from being announced).
+
+Commands are the other half: a service *serves* a named command ("lighting.override") and a caller (the
+technician page, later cloud commands) awaits its answer, so a refusal reaches the person who asked, with
+the service's own words, instead of being lost in a log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +27,17 @@ class Message:
     topic: str
     data: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=clock.wall)
+
+
+CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class CommandError(Exception):
+    """A command was refused; the message is meant for the person who asked (it names what is wrong)."""
+
+
+class NoHandlerError(CommandError):
+    """Nothing serves that command (the service is not configured, or it is restarting)."""
 
 
 class Subscription:
@@ -59,6 +74,31 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handlers: dict[str, CommandHandler] = {}
+
+    def serve(self, command: str, handler: CommandHandler) -> Callable[[], None]:
+        """Answer `command` with `handler` (raising CommandError to refuse); returns the function that withdraws it.
+        The newest handler wins: a restarted service takes over from its previous instance."""
+        self._handlers[command] = handler
+
+        def withdraw() -> None:
+            if self._handlers.get(command) is handler:
+                del self._handlers[command]
+
+        return withdraw
+
+    def serves(self, command: str) -> bool:
+        return command in self._handlers
+
+    async def call(self, command: str, timeout: float = 10.0, **data: Any) -> dict[str, Any]:
+        handler = self._handlers.get(command)
+        if handler is None:
+            raise NoHandlerError(f"nothing on this hub handles {command!r} right now")
+        try:
+            async with asyncio.timeout(timeout):
+                return await handler(data)
+        except TimeoutError:
+            raise CommandError(f"{command} did not answer within {timeout:g} s") from None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

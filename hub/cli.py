@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = outbox_sub.add_parser("stats", help="pending records per class, sequence numbers, evictions")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
 
+    provision = sub.add_parser("provision", help="set the technician page's user and password (asks, or reads stdin)")
+    provision.add_argument("--user", default="technician", help="technician user name (default: technician)")
+    provision.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     health = sub.add_parser("healthcheck", help="exit 0 if the running hub's /healthz answers 200 (Docker)")
     health.add_argument("--timeout", type=float, default=5.0)
     return parser
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_doctor(config_path, as_json=args.json)
     if args.command == "outbox":
         return cmd_outbox_stats(config_path, as_json=args.json)
+    if args.command == "provision":
+        return cmd_provision(config_path, args.user, args.password_stdin)
     if args.command == "healthcheck":
         return cmd_healthcheck(config_path, args.timeout)
     raise AssertionError(args.command)
@@ -91,7 +96,50 @@ def cmd_run(config_path: Path) -> int:
     _setup_logging(settings.hub.log_level)
     # Store, media and logs hold village data: nothing the hub creates is readable by other users.
     os.umask(0o027)
-    return asyncio.run(Hub(settings, secrets, config_path).run())
+    hub = Hub(settings, secrets, config_path)
+    code = asyncio.run(hub.run())
+    if hub.restart_requested and not os.environ.get("NOTIFY_SOCKET"):
+        # Under systemd, Restart=always starts a new process; elsewhere (a container, the demo) start again here.
+        os.execv(sys.executable, [sys.executable, "-m", "hub", *sys.argv[1:]])  # noqa: S606 - our own argv
+    return code
+
+
+def cmd_provision(config_path: Path, user: str, from_stdin: bool) -> int:
+    """Set the technician password on the box (before shipping, or when it is forgotten: needs root/the service
+    user, which is the point: physical or SSH access to the box)."""
+    import getpass
+
+    from hub.config import ConfigError, load_settings
+    from hub.web.credentials import CredentialFile, PasswordRejected
+
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("New technician password: ")
+        if getpass.getpass("Again: ") != password:
+            print("hub provision: the two passwords differ", file=sys.stderr)
+            return EXIT_FAIL
+    data_dir = Path(settings.hub.data_dir)
+    try:
+        CredentialFile(data_dir).set(user, password, settings.hub.id)
+    except PasswordRejected as exc:
+        print(f"hub provision: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:
+        print(f"hub provision: cannot write to {data_dir}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    path = data_dir / "technician.json"
+    if os.geteuid() == 0:
+        # Run as root on the box: the file must stay readable by the service, which owns the data directory.
+        owner = data_dir.stat()
+        os.chown(path, owner.st_uid, owner.st_gid)
+    print(f"technician password set for {user!r} in {path}; a running hub uses it at the next login")
+    return EXIT_OK
 
 
 def cmd_config_check(path: Path) -> int:

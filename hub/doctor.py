@@ -24,6 +24,7 @@ from hub.config import ConfigError, Settings, load_secrets, load_settings
 from hub.store.database import DB_NAME, connect, quick_check
 from hub.store.migrations import SCHEMA_VERSION, schema_version
 from hub.store.store import StoreLimits, outbox_stats
+from hub.web.credentials import CredentialFile, local_token
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -51,6 +52,7 @@ def run_checks(config_path: Path) -> list[Check]:
         return checks
     checks.append(Check("ok", "config", f"{config_path} is valid (hub id {settings.hub.id})"))
     checks.append(_secrets(settings))
+    checks.append(_technician(settings))
     checks.append(_data_dir(settings.hub.data_dir))
     checks.append(_store(settings))
     checks.append(_disk(settings.hub.data_dir))
@@ -59,6 +61,18 @@ def run_checks(config_path: Path) -> list[Check]:
     checks.append(_cloud(settings))
     checks.extend(_running_hub(settings))
     return checks
+
+
+def _technician(settings: Settings) -> Check:
+    try:
+        credential = CredentialFile(Path(settings.hub.data_dir)).load()
+    except (RuntimeError, PermissionError) as exc:
+        return Check("warn", "technician", str(exc))
+    if credential is None:
+        return Check(
+            "warn", "technician", "no technician password: the first visitor of the page sets it (or `hub provision`)"
+        )
+    return Check("ok", "technician", f"password set for {credential.user!r}")
 
 
 def _secrets(settings: Settings) -> Check:
@@ -160,9 +174,12 @@ def _clock(settings: Settings) -> Check:
     return Check("ok", "clock", f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, schedules in {settings.hub.timezone}")
 
 
-def _http_get(url: str, timeout: float, cafile: Path | None = None) -> tuple[int, bytes]:
+def _http_get(url: str, timeout: float, cafile: Path | None = None, token: str | None = None) -> tuple[int, bytes]:
     context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
-    request = urllib.request.Request(url, headers={"User-Agent": "village-hub-doctor"})  # noqa: S310
+    headers = {"User-Agent": "village-hub-doctor"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
             return int(response.status), response.read()
@@ -191,11 +208,19 @@ def _running_hub(settings: Settings) -> list[Check]:
     host = settings.management.host
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - mapping a wildcard bind to loopback
     url = f"http://{host}:{settings.management.port}/api/health"
+    # /api/health needs a login, or the local token only the service user and root can read.
+    token = local_token(Path(settings.hub.data_dir))
     try:
-        status, body = _http_get(url, timeout=3.0)
+        status, body = _http_get(url, timeout=3.0, token=token)
         report: dict[str, Any] = json.loads(body)
     except (OSError, ValueError, urllib.error.URLError):
         return [Check("warn", "hub", f"not running (nothing answers at {url})")]
+    if status == 401:
+        return [
+            Check(
+                "warn", "hub", f"running, but {url} needs the local token: run `hub doctor` as root or the service user"
+            )
+        ]
     if status != 200:
         return [Check("fail", "hub", f"{url} answered HTTP {status}")]
     checks = [Check(_level(report["status"]), "hub", f"running {report['version']}, status {report['status']}")]

@@ -166,6 +166,18 @@ def main() -> int:
         secrets_file.write_text(f'cloud_token = "{token}"\n')
     secrets_file.chmod(0o600)
     config = write_config(directory, args.hub_port, args.cloud_port)
+    # The box ships without a password (the first visitor sets it); the demo sets one so it can print it.
+    password_file = directory / "technician-password"
+    if not (directory / "data" / "technician.json").exists():
+        password_file.write_text(secrets.token_urlsafe(9) + "\n")
+        subprocess.run(
+            [BIN / "hub", "--config", config, "provision", "--user", "demo", "--password-stdin"],
+            input=password_file.read_text(),
+            check=True,
+            text=True,
+            stdout=subprocess.DEVNULL,
+        )
+    password = password_file.read_text().strip() if password_file.exists() else "(set earlier)"
 
     cloud = subprocess.Popen(
         [BIN / "hub-cloud", "--db", cloud_db, "serve", "--port", str(args.cloud_port), f"--admin-token={admin}"]
@@ -178,8 +190,9 @@ def main() -> int:
         print(
             f"""
 Village Hub demo is running (simulated hardware). Ctrl-C stops it.
-  Technician page      http://127.0.0.1:{args.hub_port}/
-  Hub health (JSON)    http://127.0.0.1:{args.hub_port}/api/health
+  Technician page      http://127.0.0.1:{args.hub_port}/   user: demo  password: {password}
+  Hub health (JSON)    curl -H "Authorization: Bearer $(cat {directory / "data" / "local-api.token"})" \\
+                            http://127.0.0.1:{args.hub_port}/api/health
   Commune cloud        http://127.0.0.1:{args.cloud_port}/#token={admin}
   Cloud API document   http://127.0.0.1:{args.cloud_port}/openapi.yaml
   Diagnose the box     .venv/bin/hub --config {config} doctor

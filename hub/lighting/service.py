@@ -23,7 +23,7 @@ import logging
 from collections.abc import Collection
 from typing import Any, Literal
 
-from hub.bus import EventBus, Message, Subscription
+from hub.bus import CommandError, EventBus, Message, Subscription
 from hub.clock import Clock, SystemClock
 from hub.lighting.schedule import (
     Circuit,
@@ -113,6 +113,10 @@ class LightingService(Service):
             # The relay service (re)started: it may have missed requests, so every circuit is declared again.
             self.bus.subscribe("supervisor.service_running"),
         ]
+        withdraw = [
+            self.bus.serve("lighting.override", self._override_command),
+            self.bus.serve("lighting.cancel_override", self._cancel_command),
+        ]
         try:
             await self.restore()
             async with asyncio.TaskGroup() as group:
@@ -122,6 +126,34 @@ class LightingService(Service):
         finally:
             for sub in subscriptions:
                 sub.close()
+            for undo in withdraw:
+                undo()
+
+    async def _override_command(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The technician page's and the cloud's override: the answer says what was set, or why not."""
+        until = data.get("until")
+        if until is not None and not isinstance(until, str):
+            raise CommandError(f"'until' must be an ISO time or null, not {until!r}")
+        try:
+            override = await self.set_override(
+                str(data.get("circuit") or ""),
+                data.get("on"),  # type: ignore[arg-type]  # checked by set_override
+                self.override_until_local(until or None),
+                str(data.get("who") or ""),
+                str(data.get("reason") or ""),
+            )
+        except OverrideError as exc:
+            raise CommandError(str(exc)) from None
+        return {"circuit": normalise_name(str(data.get("circuit"))), **override.as_dict()}
+
+    async def _cancel_command(self, data: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cancelled = await self.cancel_override(
+                str(data.get("circuit") or ""), str(data.get("who") or ""), str(data.get("reason") or "")
+            )
+        except OverrideError as exc:
+            raise CommandError(str(exc)) from None
+        return {"circuit": normalise_name(str(data.get("circuit"))), "cancelled": cancelled}
 
     async def restore(self) -> None:
         """Load overrides that are still valid and declare every circuit's state as of now."""

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from drivers.relays import ApplyResult, Relays, UnknownRelayError
-from hub.bus import EventBus, Message
+from hub.bus import CommandError, EventBus, Message
 from hub.service import Service
 from hub.store import RecordClass, Store
 
@@ -34,9 +34,18 @@ class RelayService(Service):
         self.verify_interval_s = verify_interval_s
         self.applied = 0
         self.rejected = 0
+        self.last_rejection: str | None = None
+        self.tests = 0
+        # relay -> the state to go back to after a technician's test (kept current if an owner declares meanwhile)
+        self._testing: dict[str, bool] = {}
+        self._test_tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         requests = self.bus.subscribe("relays.apply")
+        withdraw = self.bus.serve("relays.test", self._test_command)
+        # relays.apply as a command too, for a caller that must know the relays switched (the broadcast
+        # sequencer counts the amplifier's warm-up from the moment it really went on).
+        withdraw_apply = self.bus.serve("relays.apply", self._apply_command)
         try:
             while True:
                 self.beat()
@@ -52,6 +61,16 @@ class RelayService(Service):
                 await self.handle(message)
         finally:
             requests.close()
+            withdraw()
+            withdraw_apply()
+            for task in self._test_tasks:
+                task.cancel()
+
+    async def _apply_command(self, data: dict[str, Any]) -> dict[str, Any]:
+        result = await self.handle(Message("relays.apply", data))
+        if result is None:
+            raise CommandError(self.last_rejection or "relays.apply refused")
+        return {"ok": result.ok, "switched": result.switched, "failed": result.failed}
 
     async def handle(self, message: Message) -> ApplyResult | None:
         desired = message.data.get("desired")
@@ -59,12 +78,18 @@ class RelayService(Service):
         if not isinstance(desired, dict):
             log.error("relays.apply without a 'desired' mapping: %r", message.data)
             self.rejected += 1
+            self.last_rejection = "relays.apply needs a 'desired' mapping of relay names to true/false"
             return None
+        for name, on in desired.items():
+            if name in self._testing and isinstance(on, bool):
+                self._testing[name] = on
+                desired = {k: v for k, v in desired.items() if k != name}  # applied when the test ends
         try:
             result = await self.relays.bank.apply(desired, reason)
         except (UnknownRelayError, TypeError) as exc:
             log.error("relays.apply refused: %s", exc)
             self.rejected += 1
+            self.last_rejection = str(exc)
             self.bus.publish("relays.rejected", error=str(exc), reason=reason)
             return None
         self.applied += 1
@@ -81,6 +106,36 @@ class RelayService(Service):
         await self.store.append(cls, "relays.switched" if not failed else "relays.failed", payload)
         self.bus.publish("relays.changed", **payload)
 
+    async def _test_command(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The technician's relay test: the relay goes to the opposite of its declared state for a few seconds,
+        then back to whatever its owner declares by then (a light rule that changed meanwhile wins)."""
+        name = str(data.get("relay") or "")
+        seconds = data.get("seconds", 3)
+        who = str(data.get("who") or "unknown")
+        if name not in self.relays.bank.names:
+            raise CommandError(f"unknown relay {name!r}; relays: {', '.join(self.relays.bank.names) or 'none'}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0.2 <= seconds <= 30:
+            raise CommandError(f"seconds must be a number from 0.2 to 30, not {seconds!r}")
+        if name in self._testing:
+            raise CommandError(f"relay {name!r} is already being tested")
+        declared = self.relays.bank.state(name).declared
+        self._testing[name] = declared
+        result = await self.relays.bank.apply({name: not declared}, f"test by {who}")
+        await self._record(result, f"test by {who}")
+        self.tests += 1
+        task = asyncio.create_task(self._end_test(name, float(seconds), who), name=f"relay-test:{name}")
+        self._test_tasks.add(task)
+        task.add_done_callback(self._test_tasks.discard)
+        return {"relay": name, "on": not declared, "seconds": seconds, "failed": result.failed}
+
+    async def _end_test(self, name: str, seconds: float, who: str) -> None:
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            back = self._testing.pop(name)
+            result = await self.relays.bank.apply({name: back}, f"end of test by {who}")
+            await self._record(result, f"end of test by {who}")
+
     def health(self) -> dict[str, Any]:
         bank = self.relays.bank
         return {
@@ -90,6 +145,8 @@ class RelayService(Service):
             "simulated": self.relays.simulation is not None,
             "requests_applied": self.applied,
             "requests_rejected": self.rejected,
+            "tests": self.tests,
+            "testing": sorted(self._testing),
         }
 
     def problems(self) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from drivers.airquality import AirQualityReading, AirQualitySensor, AirQualityUnavailable
 from drivers.serial_link import NodeEvent, NodeEventKind, NodeLinkError, SensorReadings, SerialNodeLink
-from hub.bus import EventBus, Message
+from hub.bus import CommandError, EventBus, Message
 from hub.clock import SystemClock
 from hub.clock import WallClock as Clock
 from hub.service import Service
@@ -106,6 +106,20 @@ class SensorsService(Service):
             await self.link.stop()
 
     async def run(self) -> None:
+        withdraw = self.bus.serve("irrigation.run", self._run_command) if self.irrigation is not None else None
+        try:
+            await self._run_tasks()
+        finally:
+            if withdraw is not None:
+                withdraw()
+
+    async def _run_command(self, data: dict[str, Any]) -> dict[str, Any]:
+        result = await self.run_irrigation(data.get("seconds"), str(data.get("who") or "unknown"))
+        if not result["accepted"]:
+            raise CommandError(str(result["error"]))
+        return result
+
+    async def _run_tasks(self) -> None:
         async with asyncio.TaskGroup() as group:
             if self.link is not None:
                 group.create_task(self._node_events(self.link))
@@ -245,6 +259,8 @@ class SensorsService(Service):
         for cls, kind, payload in records:
             if kind.startswith("sensors.aqi"):
                 await self.store.write(_with_aqi_state(cls, kind, payload))
+            elif kind in ("sensors.air", "sensors.soil"):
+                await self.store.write(_with_history(cls, kind, payload, self.clock.now().timestamp()))
             else:
                 await self.store.append(cls, kind, payload)
             self.bus.publish(kind, **payload)
@@ -328,6 +344,44 @@ class SensorsService(Service):
                 out.append(f"{what} {health.state}" + (f": {health.last_error}" if health.last_error else ""))
         out.extend(f"{source}: {fault}" for source, fault in sorted(self.faults.items()) if source != "node")
         return out
+
+
+HISTORY_KEEP_S = 48 * 3600
+
+
+def history_metrics(kind: str, payload: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a telemetry record worth a chart: PM2.5/PM10 and each probe's moisture."""
+    if kind == "sensors.air":
+        return {
+            f"air.{key}": float(payload[key]) for key in ("pm2_5", "pm10") if isinstance(payload.get(key), int | float)
+        }
+    if kind == "sensors.soil":
+        return {
+            f"soil.{probe['name']}": float(probe["percent"])
+            for probe in payload.get("probes", [])
+            if isinstance(probe.get("percent"), int | float)
+        }
+    return {}
+
+
+def _with_history(cls: RecordClass, kind: str, payload: dict[str, Any], wall: float) -> Any:
+    """The record and its values in the per-minute history (the technician page's 24 h chart) in one transaction;
+    the history keeps two days, so it stays a few hundred kilobytes on the SD card."""
+    minute = int(wall // 60)
+
+    def op(tx: Transaction) -> int:
+        seq = tx.append(cls, kind, payload)
+        values = history_metrics(kind, payload)
+        if values:
+            tx.conn.executemany(
+                "INSERT OR REPLACE INTO readings (metric, minute, value) VALUES (?, ?, ?)",
+                [(metric, minute, value) for metric, value in values.items()],
+            )
+            if minute % 60 == 0:
+                tx.conn.execute("DELETE FROM readings WHERE minute < ?", (minute - HISTORY_KEEP_S // 60,))
+        return seq
+
+    return op
 
 
 def _with_aqi_state(cls: RecordClass, kind: str, payload: dict[str, Any]) -> Any:

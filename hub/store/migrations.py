@@ -38,6 +38,65 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: what stays on the box after the outbox has delivered it: the technician audit log (who did what,
+    #    when; also sent to the cloud) and a per-minute history of sensor values for the technician's 24 h chart.
+    """
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      REAL NOT NULL,
+        actor   TEXT NOT NULL,
+        address TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        details TEXT NOT NULL
+    );
+    CREATE TABLE readings (
+        metric TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        value  REAL NOT NULL,
+        PRIMARY KEY (metric, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX readings_by_minute ON readings (minute);
+    """,
+    # 3: the loudspeakers: programmes and schedules (as validated JSON), the newest occurrence of each schedule
+    #    already decided (so that neither a restart nor a clock jumping back plays it twice), and the broadcast
+    #    log: one row per broadcast from queued to its outcome (each final row also goes to the outbox).
+    """
+    CREATE TABLE broadcast_programmes (
+        id         TEXT PRIMARY KEY,
+        body       TEXT NOT NULL,
+        origin     TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE broadcast_schedules (
+        id              TEXT PRIMARY KEY,
+        programme_id    TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        origin          TEXT NOT NULL,
+        since           TEXT NOT NULL,
+        last_occurrence TEXT,
+        updated_at      REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE broadcast_log (
+        id           INTEGER PRIMARY KEY,
+        job_id       TEXT NOT NULL UNIQUE,
+        origin       TEXT NOT NULL,
+        level        TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        programme_id TEXT,
+        schedule_id  TEXT,
+        zones        TEXT NOT NULL,
+        planned_at   REAL,
+        started_at   REAL,
+        ended_at     REAL,
+        outcome      TEXT NOT NULL,
+        reason       TEXT,
+        dedupe_key   TEXT,
+        detail       TEXT NOT NULL,
+        updated_at   REAL NOT NULL
+    );
+    CREATE INDEX broadcast_log_by_outcome ON broadcast_log (outcome);
+    CREATE INDEX broadcast_log_by_update ON broadcast_log (updated_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

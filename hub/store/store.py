@@ -487,6 +487,11 @@ class Store:
         with self._read_lock:
             return outbox_stats(self._read_conn, self.limits)
 
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read on the read connection (WAL: never waits for the writer); for pages and reports, not writes."""
+        with self._read_lock:
+            return list(self._read_conn.execute(sql, params).fetchall())
+
     def get_state(self, key: str, default: Any = None) -> Any:
         with self._read_lock:
             row = self._read_conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from hub.service import Service
 from hub.supervisor import Supervisor
 from hub.web.server import ManagementServer
 from tests.support.processes import free_port
+from tests.support.web import make_context
 
 
 class Flaky(Service):
@@ -61,7 +63,7 @@ class Ticker(Service):
         return {"ticks": self.ticks}
 
 
-async def test_crashing_service_restarts_with_backoff_while_health_keeps_serving() -> None:
+async def test_crashing_service_restarts_with_backoff_while_health_keeps_serving(tmp_path: Path) -> None:
     settings = SupervisorSection(restart_initial_s=0.1, restart_max_s=0.8, stable_after_s=30, heartbeat_timeout_s=5)
     flaky = Flaky(crashes=5)
     ticker = Ticker()
@@ -71,8 +73,9 @@ async def test_crashing_service_restarts_with_backoff_while_health_keeps_serving
         return {"status": "ok", "problems": [], "services": supervisor.health()}
 
     port = free_port()
-    web = ManagementServer(ManagementSection(host="127.0.0.1", port=port), health)
     bus = EventBus()
+    context = make_context(tmp_path, health, bus)
+    web = ManagementServer(ManagementSection(host="127.0.0.1", port=port), context)
     crashes = bus.subscribe("supervisor.service_crashed")
     supervisor = Supervisor([web, ticker, flaky], settings, bus)
     supervisor.start()
@@ -80,7 +83,8 @@ async def test_crashing_service_restarts_with_backoff_while_health_keeps_serving
     seen_states = set()
     answers = 0
     try:
-        async with aiohttp.ClientSession() as client:
+        headers = {"Authorization": f"Bearer {context.local_token}"}
+        async with aiohttp.ClientSession(headers=headers) as client:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 async with client.get(f"http://127.0.0.1:{port}/api/health") as response:
@@ -112,6 +116,7 @@ async def test_crashing_service_restarts_with_backoff_while_health_keeps_serving
         assert ok  # flaky is not critical: its crashes never stopped the watchdog
     finally:
         await supervisor.stop(timeout=2)
+        context.store.close()
     assert supervisor.status("web").state == "stopped"
 
 

@@ -184,8 +184,18 @@ class HubProcess:
             wait_until(lambda: _answers(self.url + "/healthz"), 20, what="the hub to answer /healthz")
         return self
 
+    @property
+    def local_token(self) -> str:
+        """The token `hub doctor` reads: /api/health needs it (or a technician's login)."""
+        return (self.data_dir / "local-api.token").read_text().strip()
+
+    @property
+    def data_dir(self) -> Path:
+        text = self.config.read_text()
+        return Path(text.split("data_dir = ")[1].split("\n")[0].strip().strip('"'))
+
     def health(self) -> dict[str, Any]:
-        status, body = http_get(self.url + "/api/health")
+        status, body = http_get(self.url + "/api/health", token=self.local_token)
         assert status == 200, (status, body)
         return dict(json.loads(body))
 

@@ -44,7 +44,9 @@ def test_demo_starts_both_and_they_talk(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{hub_port}/" in output, output
         assert f"http://127.0.0.1:{cloud_port}/#token=" in output, output
         admin = output.split("#token=")[1].split()[0]
-        status, body = http_get(f"http://127.0.0.1:{hub_port}/api/health")
+        assert "user: demo  password: " in output, output
+        token = (tmp_path / "demo" / "data" / "local-api.token").read_text().strip()
+        status, body = http_get(f"http://127.0.0.1:{hub_port}/api/health", token=token)
         assert status == 200
         assert json.loads(body)["hardware"]["simulated"] is True
 

@@ -122,9 +122,11 @@ def test_health_endpoints(tmp_path: Path) -> None:
         assert report["services"]["sync"]["problems"] == ["no cloud_url configured: records stay on the box"]
         assert report["hardware"]["simulated"] is True
         assert report["outbox"]["last_seq"] >= 1
+        # No password yet: every page leads to the first-run form (the Vietnamese one by default).
         status, page = http_get(hub.url + "/")
         assert status == 200
-        assert "Trang kỹ thuật" in page.decode()
+        assert "Đặt mật khẩu kỹ thuật viên" in page.decode()
+        assert http_get(hub.url + "/api/health")[0] == 401  # neither a session nor the local token
     finally:
         hub.terminate()
 

@@ -1,0 +1,1 @@
+"""The village loudspeakers: programmes, schedules, priorities, emergency alerts and the broadcast log."""
