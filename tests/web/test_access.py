@@ -20,7 +20,7 @@ from hub.web.context import WebContext
 from hub.web.server import ManagementServer
 from tests.support.web import make_context
 
-PASSWORD = "đèn-đường-2026"  # noqa: S105 - a test password
+PASSWORD = "đèn-đường-2026"
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/setup"), ("POST", "/setup")}
 
 
@@ -46,7 +46,7 @@ def no_login_delay(monkeypatch: pytest.MonkeyPatch) -> None:
 async def served(tmp_path: Path) -> AsyncIterator[tuple[TestClient[web.Request, web.Application], WebContext]]:
     context = make_context(tmp_path, health, EventBus())
     server = ManagementServer(ManagementSection(), context)
-    context.local_token = "local-token-for-the-test"  # noqa: S105
+    context.local_token = "local-token-for-the-test"
     client = TestClient(TestServer(server.build_app()))
     await client.start_server()
     try:
@@ -84,11 +84,14 @@ async def login(client: TestClient[web.Request, web.Application], password: str 
 async def test_first_visit_must_set_the_password_and_only_once(served: Any) -> None:
     client, context = served
     response = await client.get("/", allow_redirects=False)
-    assert response.status == 303 and response.headers["Location"] == "/setup"
+    assert response.status == 303
+    assert response.headers["Location"] == "/setup"
     assert not context.credentials.is_set()
     page = await client.get("/setup")
     token = csrf_of(await page.text())
-    short = await client.post("/setup", data={"csrf_token": token, "user": "kythuat", "password": "abc", "confirm": "abc"})
+    short = await client.post(
+        "/setup", data={"csrf_token": token, "user": "kythuat", "password": "abc", "confirm": "abc"}
+    )
     assert short.status == 400
     assert "at least 8 characters" in await short.text()
     assert not context.credentials.is_set()
@@ -98,7 +101,8 @@ async def test_first_visit_must_set_the_password_and_only_once(served: Any) -> N
     client.session.cookie_jar.clear()
     # A second visitor cannot set it again.
     page = await client.get("/setup", allow_redirects=False)
-    assert page.status == 303 and page.headers["Location"] == "/login"
+    assert page.status == 303
+    assert page.headers["Location"] == "/login"
     again = await client.post(
         "/setup",
         data={"csrf_token": "x", "user": "evil", "password": "x" * 12, "confirm": "x" * 12},
