@@ -101,6 +101,12 @@ class AqiAlarm:
     def active(self) -> Category | None:
         return self.categories[self.alarm.level - 1] if self.alarm.level else None
 
+    def restore(self, category_key: str | None) -> None:
+        """The alert that was active before a restart stays active (no second 'raised', and a 'cleared' when it
+        ends); a category below `alert_from` now (the setting changed) restores nothing."""
+        keys = [c.key for c in self.categories]
+        self.alarm.level = keys.index(category_key) + 1 if category_key in keys else 0
+
     def update(self, result: AqiResult | None) -> AqiAlert | None:
         transition = self.alarm.update(None if result is None else result.aqi)
         if transition is None or result is None:

@@ -248,6 +248,18 @@ class AirQualityTracker:
         self._minutes.add(int((t - self.origin - self._hour * self.hour_s) // self.minute_s))
         return ended
 
+    def restore(self, hours: dict[str, list[float | None]], missed: int) -> None:
+        """Put back the hourly means saved before a restart; `missed` hours went by without a reading (the box
+        was off) and count as gaps, as the NowCast wants. Without this a restart would blank the index for
+        hours (and the 24 h index for a day) after every power cut."""
+        missed = max(0, min(missed, DAY_HOURS))
+        for p in POLLUTANTS:
+            saved = [None if v is None else float(v) for v in hours.get(p, [])][:DAY_HOURS]
+            self.hours[p] = deque([None] * missed + saved, maxlen=DAY_HOURS)
+
+    def history(self) -> dict[str, list[float | None]]:
+        return {p: list(self.hours[p]) for p in POLLUTANTS}
+
     def tick(self, t: float) -> list[HourSummary]:
         ended: list[HourSummary] = []
         while t - self.origin >= (self._hour + 1) * self.hour_s:

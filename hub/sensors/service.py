@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 AIR_POLL_S = 2.0
 RUN_TOPIC = "irrigation.run"
 AQI_STATE_KEY = "sensors.aqi"
+AQI_HISTORY_KEY = "sensors.aqi.history"
 
 EVENT_CLASS = {
     NodeEventKind.DOOR_OPENED: RecordClass.SECURITY,
@@ -94,10 +95,24 @@ class SensorsService(Service):
         self._valve_lock = asyncio.Lock()
 
     async def start(self) -> None:
+        self.restore_air_quality()
         if self.link is not None:
             await self.link.start()
         if self.air is not None:
             await self.air.start()
+
+    def restore_air_quality(self) -> None:
+        """The hourly means and the active alert from before the restart (a power cut must neither blank the index
+        for a day nor raise the same alert again)."""
+        saved = self.store.get_state(AQI_HISTORY_KEY)
+        if isinstance(saved, dict) and isinstance(saved.get("hours"), dict):
+            elapsed = self.clock.now().timestamp() - float(saved.get("at") or 0)
+            missed = int(elapsed // 3600) if elapsed > 0 else 0
+            self.tracker.restore(saved["hours"], missed)
+            log.info("sensors: air-quality history restored (%d hours missed while stopped)", missed)
+        alert = self.store.get_state(AQI_STATE_KEY + ".alert")
+        if isinstance(alert, dict) and alert.get("state") != "cleared":
+            self.aqi_alarm.restore(alert.get("category"))
 
     async def stop(self) -> None:
         if self.air is not None:
@@ -258,7 +273,8 @@ class SensorsService(Service):
             return
         for cls, kind, payload in records:
             if kind.startswith("sensors.aqi"):
-                await self.store.write(_with_aqi_state(cls, kind, payload))
+                history = {"at": self.clock.now().timestamp(), "hours": self.tracker.history()}
+                await self.store.write(_with_aqi_state(cls, kind, payload, history))
             elif kind in ("sensors.air", "sensors.soil"):
                 await self.store.write(_with_history(cls, kind, payload, self.clock.now().timestamp()))
             else:
@@ -384,13 +400,14 @@ def _with_history(cls: RecordClass, kind: str, payload: dict[str, Any], wall: fl
     return op
 
 
-def _with_aqi_state(cls: RecordClass, kind: str, payload: dict[str, Any]) -> Any:
-    """The AQI record and the latest-AQI state in one transaction: the technician page reads the state, the cloud
-    the record, and they cannot disagree after a power cut."""
+def _with_aqi_state(cls: RecordClass, kind: str, payload: dict[str, Any], history: dict[str, Any]) -> Any:
+    """The AQI record, the latest-AQI state and the hourly history in one transaction: the technician page reads
+    the state, the cloud the record, a restart the history, and they cannot disagree after a power cut."""
 
     def op(tx: Transaction) -> int:
         seq = tx.append(cls, kind, payload)
         tx.set_state(AQI_STATE_KEY if kind == "sensors.aqi" else AQI_STATE_KEY + ".alert", payload)
+        tx.set_state(AQI_HISTORY_KEY, history)
         return seq
 
     return op

@@ -89,6 +89,7 @@ class Uploader(Service):
         self.link = "offline" if self.base_url is None else "starting"
         self.cloud_ack_seq: int | None = None
         self.last_success_at: float | None = None
+        self.last_rtt_ms: float | None = None
         self.last_attempt_at: float | None = None
         self.last_error: str | None = None
         self.failures = 0
@@ -216,9 +217,12 @@ class Uploader(Service):
             raise CloudError("sync session not started")
         assert self.base_url is not None
         self.last_attempt_at = time.time()
+        sent = time.monotonic()
         try:
             async with self._session.request(method, self.base_url + path, data=body) as response:
                 text = await response.text()
+                # The link's latency as the technician page shows it: the whole exchange, body included.
+                self.last_rtt_ms = round((time.monotonic() - sent) * 1000, 1)
                 if response.status == 200:
                     try:
                         parsed = json.loads(text)
@@ -245,6 +249,7 @@ class Uploader(Service):
             "last_seq": counters["last_seq"],
             "cloud_ack_seq": self.cloud_ack_seq,
             "last_success_at": self.last_success_at,
+            "last_rtt_ms": self.last_rtt_ms,
             "last_attempt_at": self.last_attempt_at,
             "last_error": self.last_error if self.failures else None,
             "consecutive_failures": self.failures,

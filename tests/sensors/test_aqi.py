@@ -11,6 +11,7 @@ tính toán và công bố chỉ số chất lượng không khí Việt Nam (VN
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -220,5 +221,44 @@ async def test_service_records_hourly_index_and_one_alert_each_way(tmp_path: Pat
         assert store.get_state(AQI_STATE_KEY)["hourly"]["aqi"] == 30
         assert service.health()["aqi"]["hourly"]["category"] == "tot"
         assert service.health()["aqi_alert"] is None
+    finally:
+        store.close()
+
+
+class RunningClock(ManualClock):
+    """A manual clock whose wall time moves with its monotonic time (a restart after hours off must see them)."""
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(seconds=self.mono)
+
+
+async def test_restart_keeps_the_hourly_history_and_the_active_alert(tmp_path: Path) -> None:
+    clock = RunningClock(start=0.0)
+    store = Store.open(tmp_path)
+    settings = SensorsSettings(air=AirQualityIndexSettings(alert_from="kem", hysteresis_aqi=10.0))
+    try:
+        before = SensorsService(None, None, store, EventBus(), 60.0, settings=settings, clock=clock)
+        for _ in range(3 * 60):  # three polluted hours
+            await before.ingest_air(_reading(60, 30, clock.mono))
+            clock.advance(60.0)
+        await before.ingest_air(_reading(60, 30, clock.mono))
+        assert before.health()["aqi_alert"] == "kem"
+        clock.advance(2 * 3600 + 120)  # the power is off for two hours
+        after = SensorsService(None, None, store, EventBus(), 60.0, settings=settings, clock=clock)
+        after.restore_air_quality()
+        assert after.health()["aqi_alert"] == "kem"
+        assert list(after.tracker.hours["pm2_5"])[:5] == [None, None, 60.0, 60.0, 60.0]
+        for _ in range(4 * 60):  # clean air after the restart
+            await after.ingest_air(_reading(5, 5, clock.mono))
+            clock.advance(60.0)
+        await after.ingest_air(_reading(5, 5, clock.mono))
+        records = [(r.kind, json.loads(r.payload_json)) for r in store.pending(10_000)]
+        alerts = [(p["state"], p["category"]) for kind, p in records if kind == "sensors.aqi.alert"]
+        assert alerts == [("raised", "kem"), ("cleared", None)]  # not raised a second time after the restart
+        hourly = [p["hourly"] for kind, p in records if kind == "sensors.aqi"]
+        # Second clean hour: the NowCast weighs in the polluted hours from before the power cut, with the two hours
+        # off as gaps: c = 5, 5, -, -, 60, 60, 60; w = 1/2 -> 14.06 / 1.609 = 8.7 µg/m³ (5.0 without the history).
+        assert hourly[3] is None  # one valid hour of the last three: no NowCast yet
+        assert hourly[4]["concentrations"]["pm2_5"] == 8.7
     finally:
         store.close()
