@@ -19,6 +19,9 @@ from drivers.relays import Relays
 from drivers.relays import build as build_relays
 from hub import __version__, clock, logbuffer
 from hub.audio.service import AudioService
+from hub.broadcast.media import MediaLibrary
+from hub.broadcast.render import MediaRenderer
+from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.clock import SystemClock
 from hub.config.settings import Secrets, Settings
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 STOP_BUDGET_S = 4.0  # systemd and the issue allow 5 s; keep a margin for the final commit
 RUNNING_KEY = "hub.running"
+INCIDENTS_KEY = "hub.incidents"
+INCIDENTS_KEPT = 20
 
 
 class Hub:
@@ -87,6 +92,7 @@ class Hub:
 
     def build_services(self, store: Store, relays: Relays) -> list[Service]:
         s = self.settings
+        player = audio.build(s.audio, self.simulated, data_dir=s.hub.data_dir)
         services: list[Service] = [
             StoreService(store),
             ManagementServer(
@@ -111,7 +117,26 @@ class Hub:
                 self.bus,
                 relay_names=relays.bank.names,
             ),
-            AudioService(audio.build(s.audio, self.simulated, data_dir=s.hub.data_dir)),
+            # One player: the audio service reports the device's health, the broadcast service plays on it.
+            AudioService(player),
+            # After the relay service, like lighting: subscribed before its first declaration (amplifier off).
+            BroadcastService(
+                s.broadcast,
+                store,
+                self.bus,
+                player,
+                MediaRenderer(
+                    MediaLibrary(
+                        s.hub.data_dir / "media",
+                        store,
+                        max_bytes=s.broadcast.media_max_mb * 1024 * 1024,
+                        target_lufs=s.broadcast.loudness_target_lufs,
+                    ),
+                    s.hub.data_dir / "speech-cache",
+                ),
+                tz=s.hub.timezone,
+                relay_names=relays.bank.names,
+            ),
             self.build_sensors(store),
             Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
             VitalsService(store, s.telemetry, s.hub.data_dir),
@@ -190,11 +215,18 @@ class Hub:
             self.previous_run = {"clean": False, "same_boot": same_boot, **prev, "last_alive": last_alive}
             # A new boot id means the whole box went down (power cut, brown-out, kernel crash);
             # the same boot means only the hub died (killed by the watchdog, out of memory, a bug).
+            kind = "power.lost" if not same_boot else "hub.crashed"
             tx.append(
                 RecordClass.SAFETY if not same_boot else RecordClass.OPERATIONS,
-                "power.lost" if not same_boot else "hub.crashed",
+                kind,
                 {"previous": prev, "last_alive": last_alive, "boot_id": clock.boot_id()},
             )
+            # Kept on the box too (the outbox forgets what it delivered): the technician page lists recent ones.
+            row = tx.conn.execute("SELECT value FROM state WHERE key = ?", (INCIDENTS_KEY,)).fetchone()
+            incidents = json.loads(row[0]) if row else []
+            down_at = (last_alive or {}).get("at") if isinstance(last_alive, dict) else None
+            incidents.append({"kind": kind, "at": clock.wall(), "down_at": down_at})
+            tx.set_state(INCIDENTS_KEY, incidents[-INCIDENTS_KEPT:])
         else:
             self.previous_run = {"clean": True} if alive else None
         run = {

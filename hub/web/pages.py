@@ -53,10 +53,8 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
             "vitals": await asyncio.to_thread(sysinfo.vitals, ctx.data_dir),
             "time": await asyncio.to_thread(sysinfo.time_sync),
         }
-        power_events = ctx.store.query(
-            "SELECT created_at, kind FROM outbox WHERE kind IN ('power.lost', 'hub.crashed', 'power.shutdown') "
-            "ORDER BY seq DESC LIMIT 5"
-        )
+        incidents = ctx.store.get_state("hub.incidents", []) or []
+        power_events = [(i.get("at"), i.get("kind"), i.get("down_at")) for i in reversed(incidents[-10:])]
         return ctx.render(
             request,
             "overview.html",

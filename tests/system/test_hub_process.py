@@ -96,7 +96,10 @@ def test_kill_9_is_reported_at_next_start(tmp_path: Path) -> None:
         assert previous["pid"] == first_pid
         conn = sqlite3.connect(data / DB_NAME)
         row = conn.execute("SELECT cls, payload FROM outbox WHERE kind = 'hub.crashed'").fetchone()
+        incidents = json.loads(conn.execute("SELECT value FROM state WHERE key = 'hub.incidents'").fetchone()[0])
         conn.close()
+        assert [i["kind"] for i in incidents] == ["hub.crashed"]  # kept for the technician page after delivery
+        assert incidents[0]["down_at"] is not None
         assert row is not None
         assert json.loads(row[1])["previous"]["pid"] == first_pid
         doctor = subprocess.run([HUB, "--config", str(config), "doctor"], capture_output=True, text=True, timeout=60)
@@ -113,7 +116,7 @@ def test_health_endpoints(tmp_path: Path) -> None:
         assert (status, body) == (200, b"degraded\n")  # no cloud configured is a problem worth showing
         report = hub.health()
         assert report["hub_id"] == "thon-health"
-        expected = {"store", "web", "relays", "lighting", "audio", "sensors", "sync", "telemetry"}
+        expected = {"store", "web", "relays", "lighting", "audio", "broadcast", "sensors", "sync", "telemetry"}
         assert set(report["services"]) == expected
         for name, service in report["services"].items():
             assert service["state"] == "running", name
