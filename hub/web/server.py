@@ -127,7 +127,10 @@ class ManagementServer(Service):
             self.denied += 1
             return web.json_response({"error": f"cross-origin request from {origin} refused"}, status=403)
         sent = request.headers.get("X-CSRF-Token")
-        if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if sent is None and request.content_type == "multipart/form-data":
+            # An upload is streamed by its handler, not read whole here: its form puts the token in the URL.
+            sent = request.query.get("csrf_token")
+        elif sent is None and request.content_type == "application/x-www-form-urlencoded":
             form = await request.post()
             value = form.get("csrf_token")
             sent = value if isinstance(value, str) else None

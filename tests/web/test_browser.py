@@ -222,7 +222,7 @@ def test_accessibility_smoke(page: Any, hub: HubProcess) -> None:
     page.goto(hub.url + "/")
     results = {"setup": axe.run(page)}
     first_run(page, hub)
-    for path in ("/", "/wizard", "/relays", "/lighting", "/sensors", "/logs", "/network", "/account"):
+    for path in ("/", "/wizard", "/broadcast", "/relays", "/lighting", "/sensors", "/logs", "/network", "/account"):
         page.goto(hub.url + path)
         results[path] = axe.run(page)
     page.context.clear_cookies()
