@@ -19,9 +19,6 @@ from drivers.relays import Relays
 from drivers.relays import build as build_relays
 from hub import __version__, clock, logbuffer
 from hub.audio.service import AudioService
-from hub.broadcast.media import MediaLibrary
-from hub.broadcast.render import MediaRenderer
-from hub.broadcast.service import BroadcastService
 from hub.bus import EventBus
 from hub.clock import SystemClock
 from hub.config.settings import Secrets, Settings
@@ -117,26 +114,7 @@ class Hub:
                 self.bus,
                 relay_names=relays.bank.names,
             ),
-            # One player: the audio service reports the device's health, the broadcast service plays on it.
             AudioService(player),
-            # After the relay service, like lighting: subscribed before its first declaration (amplifier off).
-            BroadcastService(
-                s.broadcast,
-                store,
-                self.bus,
-                player,
-                MediaRenderer(
-                    MediaLibrary(
-                        s.hub.data_dir / "media",
-                        store,
-                        max_bytes=s.broadcast.media_max_mb * 1024 * 1024,
-                        target_lufs=s.broadcast.loudness_target_lufs,
-                    ),
-                    s.hub.data_dir / "speech-cache",
-                ),
-                tz=s.hub.timezone,
-                relay_names=relays.bank.names,
-            ),
             self.build_sensors(store),
             Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
             VitalsService(store, s.telemetry, s.hub.data_dir),
