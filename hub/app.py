@@ -19,11 +19,14 @@ from drivers.relays import Relays
 from drivers.relays import build as build_relays
 from hub import __version__, clock, logbuffer
 from hub.audio.service import AudioService
+from hub.broadcast.prepared import Renderer
+from hub.broadcast.service import BroadcastService, LazyRenderer, MediaStore
 from hub.bus import EventBus
 from hub.clock import SystemClock
 from hub.config.settings import Secrets, Settings
 from hub.lighting.schedule import Place
 from hub.lighting.service import LightingService
+from hub.portal.service import PortalService
 from hub.power.service import PowerService
 from hub.relays.service import RelayService
 from hub.sensors.service import SensorsService
@@ -90,6 +93,29 @@ class Hub:
     def build_services(self, store: Store, relays: Relays) -> list[Service]:
         s = self.settings
         player = audio.build(s.audio, self.simulated, data_dir=s.hub.data_dir)
+
+        made: dict[str, Any] = {}
+
+        def media_library() -> MediaStore:
+            # Imported at the first broadcast or upload, not at start: it brings PyAV and numpy (see LazyRenderer).
+            from hub.broadcast.media import MediaLibrary
+
+            if "library" not in made:
+                made["library"] = MediaLibrary(
+                    s.hub.data_dir / "media",
+                    store,
+                    max_bytes=s.broadcast.media_max_mb * 1024 * 1024,
+                    target_lufs=s.broadcast.loudness_target_lufs,
+                )
+            library: MediaStore = made["library"]
+            return library
+
+        def media_renderer() -> Renderer:
+            from hub.broadcast.render import MediaRenderer
+
+            media_library()
+            return MediaRenderer(made["library"], s.hub.data_dir / "speech-cache")
+
         services: list[Service] = [
             StoreService(store),
             ManagementServer(
@@ -114,14 +140,43 @@ class Hub:
                 self.bus,
                 relay_names=relays.bank.names,
             ),
+            # One player: the audio service reports the device's health, the broadcast service plays on it.
             AudioService(player),
+            # After the relay service, like lighting: subscribed before its first declaration (amplifier off).
+            BroadcastService(
+                s.broadcast,
+                store,
+                self.bus,
+                player,
+                LazyRenderer(media_renderer),
+                tz=s.hub.timezone,
+                relay_names=relays.bank.names,
+                media=media_library,
+            ),
             self.build_sensors(store),
             Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
             VitalsService(store, s.telemetry, s.hub.data_dir),
         ]
+        if s.camera.cameras:
+            from hub.camera.service import CameraService  # numpy, PyAV and the TFLite runtime only with cameras
+
+            services.append(CameraService(s.camera, store, self.bus, s.hub.data_dir, simulated=self.simulated))
         if s.power is not None:
             self.power = power.build(s.power, self.simulated, prepare_shutdown=self.prepare_power_off)
             services.append(PowerService(self.power, store, self.bus))
+        if s.portal is not None and s.portal.enabled:
+            services.append(
+                PortalService(
+                    s.portal,
+                    store=store,
+                    bus=self.bus,
+                    data_dir=s.hub.data_dir,
+                    management=s.management,
+                    simulated=self.simulated,
+                    village=s.village.name,
+                    timezone=s.hub.timezone,
+                )
+            )
         return services
 
     async def prepare_power_off(self) -> None:

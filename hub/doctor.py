@@ -59,8 +59,18 @@ def run_checks(config_path: Path) -> list[Check]:
     checks.extend(_hardware(settings))
     checks.append(_clock(settings))
     checks.append(_cloud(settings))
+    checks.extend(_portal(settings))
     checks.extend(_running_hub(settings))
     return checks
+
+
+def _portal(settings: Settings) -> list[Check]:
+    from hub.portal.doctor import portal_checks
+
+    try:
+        return [Check(level, name, message) for level, name, message in portal_checks(settings)]
+    except Exception as exc:  # a doctor reports, it does not crash
+        return [Check("fail", "portal", f"could not check: {exc}")]
 
 
 def _technician(settings: Settings) -> Check:

@@ -7,13 +7,16 @@ carries on where it stopped. Ctrl-C stops both processes cleanly.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import zoneinfo
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +24,19 @@ BIN = Path(sys.executable).parent
 HUB_ID = "thon-demo-1"
 
 
-def write_config(directory: Path, hub_port: int, cloud_port: int) -> Path:
+def a_minute_from_now() -> str:
+    """Local time in the hub's zone (Asia/Ho_Chi_Minh, the default), as the demo's one-off programme wants it."""
+    now = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"))
+    return (now + dt.timedelta(minutes=1)).replace(microsecond=0, tzinfo=None).isoformat()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, hub_port: int, cloud_port: int, portal_port: int | None = None) -> Path:
     config = directory / "hub.toml"
     config.write_text(
         f"""# Demo hub: simulated hardware, the reference cloud on loopback.
@@ -44,6 +59,17 @@ backoff_max_s = 10.0
 [management]
 host = "127.0.0.1"
 port = {hub_port}
+
+# The public Wi-Fi's captive portal, simulated: the files for hostapd and dnsmasq and the nftables table are
+# written to data/portal/ but nothing is loaded (the dry firewall admits and expires clients in memory), and
+# the portal listens on loopback instead of the Wi-Fi address. Open it in a browser, press "Kết nối".
+[portal]
+listen_host = "127.0.0.1"
+port = {portal_port or free_port()}
+ssid = "Wi-Fi Thôn Đông (miễn phí)"
+session_s = 3600
+max_clients = 50
+daily_quota_mb = 500
 
 [telemetry]
 vitals_interval_s = 30
@@ -80,6 +106,18 @@ kind = "fixed"
 name = "sinh hoạt buổi tối"
 on = "18:30"
 off = "21:30"
+
+# A gate camera, simulated: a generated clip (a person crossing a still scene) played in a loop through the
+# same decoder an RTSP camera goes through. Events and snapshots land in data/camera/ and go to the cloud.
+[[camera.cameras]]
+name = "cong-thon"
+url = "{directory / "camera-demo.mp4"}"
+loop = true
+privacy_masks = [[[0.85, 0.0], [1.0, 0.0], [1.0, 0.4], [0.85, 0.4]]]
+zones = {{ "cổng" = [[0.4, 0.5], [1.0, 0.5], [1.0, 1.0], [0.4, 1.0]] }}
+
+[camera.detector]
+threads = 1
 
 # A UPS HAT (INA219) and a DS3231 clock on a simulated I2C bus. The shutdown command is harmless here.
 [power]
@@ -118,6 +156,49 @@ name = "đèn đường thôn"
 [[relays.modbus.bus.module.relay]]
 channel = 2
 name = "đèn nhà văn hóa"
+
+# The loudspeakers: the amplifier and two zones on the relay HAT above (amplifier on, warm-up, zones on;
+# zones off, amplifier off after the idle delay). The simulated loudspeaker writes what it plays to
+# data/audio-sim/*.wav. Programmes: the 05:00 and 17:00 bulletin, and a greeting a minute after this start.
+[broadcast]
+amplifier_relay = "ampli"
+warmup_s = 2.0
+amplifier_idle_off_s = 30
+
+[broadcast.zones]
+"khu 1" = "loa khu 1"
+"khu 2" = "loa khu 2"
+
+[[broadcast.programmes]]
+id = "ban-tin-sang-chieu"
+name = "Bản tin sáng và chiều"
+zones = ["khu 1", "khu 2"]
+items = [
+    {{ kind = "chime", chime = "start" }},
+    {{ kind = "text", text = "Kính thưa bà con thôn Đông. Sau đây là bản tin của thôn." }},
+    {{ kind = "chime", chime = "end" }},
+]
+
+[[broadcast.schedules]]
+id = "sang-chieu"
+programme_id = "ban-tin-sang-chieu"
+kind = "daily"
+times = ["05:00", "17:00"]
+
+[[broadcast.programmes]]
+id = "chao-mung"
+name = "Chào mừng (demo)"
+zones = ["khu 1"]
+items = [
+    {{ kind = "chime", chime = "start" }},
+    {{ kind = "text", text = "Xin chào bà con. Hệ thống loa truyền thanh của thôn đã sẵn sàng." }},
+]
+
+[[broadcast.schedules]]
+id = "chao-mung"
+programme_id = "chao-mung"
+kind = "once"
+at = "{a_minute_from_now()}"
 """,
         encoding="utf-8",
     )
@@ -145,6 +226,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Village Hub demo on simulated hardware")
     parser.add_argument("--dir", type=Path, default=ROOT / ".demo")
     parser.add_argument("--hub-port", type=int, default=int(os.environ.get("DEMO_HUB_PORT", "8080")))
+    parser.add_argument("--portal-port", type=int, default=int(os.environ.get("DEMO_PORTAL_PORT", "0")) or None)
     parser.add_argument("--cloud-port", type=int, default=int(os.environ.get("DEMO_CLOUD_PORT", "8800")))
     parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     args = parser.parse_args()
@@ -165,7 +247,11 @@ def main() -> int:
         ).stdout.strip()
         secrets_file.write_text(f'cloud_token = "{token}"\n')
     secrets_file.chmod(0o600)
-    config = write_config(directory, args.hub_port, args.cloud_port)
+    portal_port = args.portal_port or free_port()
+    config = write_config(directory, args.hub_port, args.cloud_port, portal_port)
+    from drivers.camera.sim import demo_clip  # PyAV, numpy: only when the demo runs
+
+    demo_clip(directory / "camera-demo.mp4")
     # The box ships without a password (the first visitor sets it); the demo sets one so it can print it.
     password_file = directory / "technician-password"
     if not (directory / "data" / "technician.json").exists():
@@ -193,6 +279,7 @@ Village Hub demo is running (simulated hardware). Ctrl-C stops it.
   Technician page      http://127.0.0.1:{args.hub_port}/   user: demo  password: {password}
   Hub health (JSON)    curl -H "Authorization: Bearer $(cat {directory / "data" / "local-api.token"})" \\
                             http://127.0.0.1:{args.hub_port}/api/health
+  Wi-Fi portal (simulated) http://127.0.0.1:{portal_port}/   (files: {directory / "data" / "portal"})
   Commune cloud        http://127.0.0.1:{args.cloud_port}/#token={admin}
   Cloud API document   http://127.0.0.1:{args.cloud_port}/openapi.yaml
   Diagnose the box     .venv/bin/hub --config {config} doctor

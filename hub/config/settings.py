@@ -18,7 +18,10 @@ from drivers.audio.settings import AudioSettings
 from drivers.power.settings import PowerSettings
 from drivers.relays.settings import RelaysSettings
 from drivers.serial_link.settings import SensorNodeSettings
+from hub.broadcast.settings import BroadcastSettings
+from hub.camera.settings import CameraSettings
 from hub.lighting.settings import LightingSection
+from hub.portal.settings import PortalSettings
 from hub.section import Section
 from hub.sensors.settings import SensorsSettings
 
@@ -195,11 +198,38 @@ class Settings(Section):
     lighting: LightingSection = Field(default_factory=LightingSection, title="Lighting circuits and their rules")
     sensors: SensorsSettings = Field(default_factory=SensorsSettings, title="Sensors, air-quality index, irrigation")
     audio: AudioSettings = Field(default_factory=AudioSettings, title="Audio out (loudspeakers)")
+    broadcast: BroadcastSettings = Field(
+        default_factory=BroadcastSettings,
+        title="Loudspeaker broadcasting",
+        description="Amplifier and zone relays, timing, quiet hours, and programmes provisioned with the box.",
+    )
+    camera: CameraSettings = Field(
+        default_factory=CameraSettings,
+        title="Cameras",
+        description="Security cameras: detection, events, clips and retention. No [[camera.cameras]]: no service.",
+    )
     power: PowerSettings | None = Field(
         default=None,
         title="UPS and real-time clock",
         description="The UPS HAT's monitor and the RTC on I2C. Leave out if the box has no UPS.",
     )
+    portal: PortalSettings | None = Field(
+        default=None,
+        title="Public Wi-Fi captive portal",
+        description="Access point, DHCP/DNS, the firewall table and the splash page. Leave out if there is no Wi-Fi.",
+    )
+
+    @model_validator(mode="after")
+    def _portal_apart_from_management(self) -> Settings:
+        # The firewall drops the management port from the Wi-Fi side: the portal cannot share it.
+        portal = self.portal
+        if portal is not None and portal.port == self.management.port:
+            raise PydanticCustomError(
+                "portal_on_management_port",
+                "portal.port must differ from management.port ({port}): that port is closed to the Wi-Fi side",
+                {"port": self.management.port},
+            )
+        return self
 
     @model_validator(mode="after")
     def _air_quality_has_its_link(self) -> Settings:

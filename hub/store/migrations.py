@@ -97,6 +97,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX broadcast_log_by_outcome ON broadcast_log (outcome);
     CREATE INDEX broadcast_log_by_update ON broadcast_log (updated_at);
     """,
+    # 4: the Wi-Fi portal's admitted clients (one row per live session: what the firewall is loaded with again
+    #    after a restart). The MAC stays on the box, and only while the session lasts; what leaves is a salted hash.
+    """
+    CREATE TABLE portal_sessions (
+        id          TEXT PRIMARY KEY,
+        ip          TEXT NOT NULL UNIQUE,
+        mac         TEXT NOT NULL,
+        admitted_at REAL NOT NULL,
+        expires_at  REAL NOT NULL,
+        renewals    INTEGER NOT NULL DEFAULT 0,
+        bytes_up    INTEGER NOT NULL DEFAULT 0,
+        bytes_down  INTEGER NOT NULL DEFAULT 0,
+        lang        TEXT NOT NULL DEFAULT 'vi'
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,8 +37,9 @@ def checklist(ctx: WebContext, health: dict[str, Any]) -> list[dict[str, Any]]:
         name = circuit.get("name") if isinstance(circuit, dict) else str(circuit)
         relays = circuit.get("relays", []) if isinstance(circuit, dict) else []
         items.append({"kind": "circuit", "name": name, "detail": ", ".join(relays), "testable": bool(relays)})
-    for camera in services.get("camera", {}).get("details", {}).get("cameras", []):
-        items.append({"kind": "camera", "name": camera.get("name"), "detail": camera.get("url", ""), "testable": False})
+    for name, camera in (services.get("camera", {}).get("details", {}).get("cameras") or {}).items():
+        # No test button: the snapshot next to it is the test (is the gate in the picture, is it sharp).
+        items.append({"kind": "camera", "name": name, "detail": camera.get("url", ""), "testable": False})
     sensors = services.get("sensors", {}).get("details", {})
     if ctx.settings.sensor_node is not None:
         node = sensors.get("node") or {}

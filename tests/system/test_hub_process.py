@@ -116,7 +116,7 @@ def test_health_endpoints(tmp_path: Path) -> None:
         assert (status, body) == (200, b"degraded\n")  # no cloud configured is a problem worth showing
         report = hub.health()
         assert report["hub_id"] == "thon-health"
-        expected = {"store", "web", "relays", "lighting", "audio", "sensors", "sync", "telemetry"}
+        expected = {"store", "web", "relays", "lighting", "audio", "broadcast", "sensors", "sync", "telemetry"}
         assert set(report["services"]) == expected
         for name, service in report["services"].items():
             assert service["state"] == "running", name

@@ -43,6 +43,14 @@ name = "đèn đường"
 pin = 27
 active_high = true
 
+[broadcast]
+amplifier_relay = "ampli"
+warmup_s = 0.3
+amplifier_idle_off_s = 3
+
+[broadcast.zones]
+"khu 1" = "loa khu 1"
+
 [lighting]
 [[lighting.circuit]]
 name = "đèn đường thôn"
@@ -242,3 +250,40 @@ def test_session_survives_only_while_the_hub_runs(page: Any, hub: HubProcess) ->
     hub.start()
     page.goto(hub.url + "/")
     assert page.url.endswith("/login")
+
+
+def test_zone_test_on_the_loudspeakers_panel_switches_amplifier_and_zone(page: Any, hub: HubProcess) -> None:
+    first_run(page, hub)
+    assert relay(hub, "loa khu 1")["pin_level"] == "low"
+    page.goto(hub.url + "/broadcast")
+    page.get_by_label("Vùng", exact=True).select_option("khu 1")
+    page.locator("#test-zone").click()
+    assert "khu 1: đang phát âm thử" in page.locator(".flash.ok").inner_text()
+    # amplifier first, then the zone after the warm-up: both read back from their mock pins
+    wait_until(lambda: relay(hub, "loa khu 1")["pin_level"] == "high", 10, what="the zone relay to switch on")
+    assert relay(hub, "ampli")["pin_level"] == "high"
+    # the tone ends, the zone goes off, and the amplifier after its idle delay
+    wait_until(lambda: relay(hub, "ampli")["pin_level"] == "low", 20, what="the amplifier to switch off")
+    assert relay(hub, "loa khu 1")["pin_level"] == "low"
+    page.goto(hub.url + "/broadcast")
+    log = page.locator("#broadcast-log tbody").inner_text()
+    assert "Chưa có gì" not in log  # the test tone is in the broadcast log
+
+
+def test_upload_with_a_vietnamese_name_and_a_bad_file(page: Any, hub: HubProcess, tmp_path: Path) -> None:
+    from tests.broadcast.audio_fixtures import pink_noise, write_wav
+
+    first_run(page, hub)
+    good = write_wav(tmp_path / "thông báo lũ.wav", pink_noise(2.0) * 0.3)
+    page.goto(hub.url + "/broadcast")
+    page.get_by_label("Tải lên tệp âm thanh").set_input_files(str(good))
+    page.get_by_role("button", name="Tải lên", exact=True).click()
+    assert "thông báo lũ.wav: đã tải lên." in page.locator(".flash.ok").inner_text()
+    assert "thông báo lũ.wav" in page.locator("#media").inner_text()
+    bad = tmp_path / "không phải âm thanh.mp3"
+    bad.write_text("đây là văn bản, không phải âm thanh\n" * 50, encoding="utf-8")
+    page.get_by_label("Tải lên tệp âm thanh").set_input_files(str(bad))
+    page.get_by_role("button", name="Tải lên", exact=True).click()
+    error = page.locator(".flash.error").inner_text()
+    assert error.startswith("không phải âm thanh.mp3: not audio")  # names the file and what is wrong
+    assert "thông báo lũ.wav" in page.locator("#media").inner_text()  # what was stored is still there
