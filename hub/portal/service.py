@@ -11,7 +11,7 @@ Bus commands (for the technician page and the cloud):
   portal.kick {ip | id, who}          -> {kicked: {...}}
   portal.set_notices {notices, who}   -> {notices: [{text, at}]}   (the splash page's editable notices)
   portal.notices                      -> {notices: [...]}
-It calls `broadcast.recent` (limit 5) for the latest loudspeaker announcements, when that service answers.
+It calls `broadcast.log` (limit 5) for the latest loudspeaker announcements, when that service answers.
 """
 
 from __future__ import annotations
@@ -221,12 +221,12 @@ class PortalService(Service):
             return
         self._announcements_at = now
         try:
-            answer = await self.bus.call("broadcast.recent", timeout=2.0, limit=ANNOUNCEMENTS_SHOWN)
+            answer = await self.bus.call("broadcast.log", timeout=2.0, limit=ANNOUNCEMENTS_SHOWN)
         except NoHandlerError:
             self.announcements = []
             return
         except CommandError as exc:
-            log.debug("portal: broadcast.recent failed: %s", exc)
+            log.debug("portal: broadcast.log failed: %s", exc)
             return
         self.announcements = announcements_from(answer, self.clock)
 
@@ -341,7 +341,7 @@ class PortalService(Service):
 
 
 def announcements_from(answer: dict[str, Any], clock: WallClock) -> list[dict[str, Any]]:
-    """`broadcast.recent`'s answer -> [{title, when}] of what the loudspeakers played, newest first."""
+    """`broadcast.log`'s answer -> [{title, when}] of what the loudspeakers played, newest first."""
     entries = answer.get("entries") or answer.get("announcements") or answer.get("items") or []
     out = []
     for entry in entries if isinstance(entries, list) else []:

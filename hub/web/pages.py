@@ -20,7 +20,7 @@ from aiohttp import web
 from hub import sysinfo
 from hub.bus import CommandError
 from hub.logbuffer import LEVELS
-from hub.web import audit, broadcast_pages, diagnostics, parts_pages, wizard
+from hub.web import api, audit, broadcast_pages, diagnostics, parts_pages, wizard
 from hub.web.context import WebContext, flash
 
 STATIC_DIR = Path(str(resources.files("hub.web").joinpath("static")))
@@ -257,6 +257,7 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
     wizard.add_routes(app, ctx)
     broadcast_pages.add_routes(app, ctx)
     parts_pages.add_routes(app, ctx)
+    api.add_routes(app, ctx)
 
 
 def _event(event_id: int, data: dict[str, Any]) -> bytes:

@@ -204,7 +204,7 @@ async def test_bus_commands_notices_and_announcements(store: Store, tmp_path: Pa
             ]
         }
 
-    bus.serve("broadcast.recent", recent)
+    bus.serve("broadcast.log", recent)
     async with running(store, tmp_path, bus=bus) as (service, base), client() as http:
         answer = await bus.call("portal.set_notices", notices=["Họp thôn 19h tối nay", {"text": "  Tiêm phòng  "}])
         assert [n["text"] for n in answer["notices"]] == ["Họp thôn 19h tối nay", "Tiêm phòng"]
