@@ -31,7 +31,7 @@ from hub.power.service import PowerService
 from hub.relays.service import RelayService
 from hub.sensors.service import SensorsService
 from hub.service import Service
-from hub.site import SITE_KEY, SiteSettings, apply_site
+from hub.site import SITE_KEY, ZONES_KEY, SiteSettings, apply_site, apply_zones
 from hub.store import RecordClass, Store, StoreLimits, Transaction
 from hub.store.service import StoreService
 from hub.supervisor import Supervisor
@@ -315,6 +315,7 @@ class Hub:
         self.store = store
         # The install wizard's site details (village, coordinates, cloud URL) over hub.toml's.
         self.settings, self.site = apply_site(self.settings, store.get_state(SITE_KEY))
+        self.settings = apply_zones(self.settings, store.get_state(ZONES_KEY))
         await store.write(self._record_start)
         self.supervisor = Supervisor(self.build_services(store, relays), s.supervisor, self.bus)
         self.supervisor.start()

@@ -17,6 +17,7 @@ from hub.section import Section
 log = logging.getLogger(__name__)
 
 SITE_KEY = "install.site"
+ZONES_KEY = "install.zones"  # {zone name: relay name}, set by the install wizard's wiring step
 
 
 class SiteSettings(Section):
@@ -49,3 +50,19 @@ def apply_site(settings: Settings, stored: Any) -> tuple[Settings, SiteSettings 
     if site.cloud_url is not None:
         update["sync"] = settings.sync.model_copy(update={"cloud_url": site.cloud_url})
     return settings.model_copy(update=update), site
+
+
+def apply_zones(settings: Settings, stored: Any) -> Settings:
+    """The loudspeaker zones as the technician wired them (zone -> relay), over hub.toml's [broadcast.zones]. A
+    mapping that no longer validates against the rest of [broadcast] (a programme names a zone it dropped) is
+    ignored with a log line: the box keeps hub.toml's zones rather than refusing to start."""
+    if not isinstance(stored, dict) or not stored:
+        return settings
+    from hub.broadcast.settings import BroadcastSettings  # only boxes with zones pay for the import
+
+    try:
+        broadcast = BroadcastSettings.model_validate({**settings.broadcast.model_dump(mode="json"), "zones": stored})
+    except ValidationError as exc:
+        log.error("ignoring the install wizard's zone wiring (%s); using hub.toml's", exc)
+        return settings
+    return settings.model_copy(update={"broadcast": broadcast})

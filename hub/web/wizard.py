@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from hub import __version__
 from hub.bus import CommandError
-from hub.site import SITE_KEY, SiteSettings
+from hub.site import SITE_KEY, ZONES_KEY, SiteSettings, apply_zones
 from hub.store import RecordClass, Transaction
 from hub.web.context import WebContext, flash
 
@@ -68,6 +68,8 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
             relays=relays,
             checks=checklist(ctx, health),
             report=ctx.store.get_state(REPORT_KEY),
+            zones=ctx.store.get_state(ZONES_KEY) or dict(ctx.settings.broadcast.zones),
+            amplifier=ctx.settings.broadcast.amplifier_relay,
             enrollment_set=bool(ctx.store.get_state(ENROLLMENT_KEY)),
         )
 
@@ -92,6 +94,33 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
         await ctx.audit(request, "install.site", **site.model_dump(mode="json"), enrollment_code_set=bool(enrollment))
         _ = ctx.catalogs.gettext(ctx.language(request))
         flash(request, "ok", _("Site details saved. They take effect when the hub restarts."))
+        raise web.HTTPSeeOther("/wizard#wiring")
+
+    async def save_zones(request: web.Request) -> web.StreamResponse:
+        """Which relay switches which loudspeaker zone, as wired on site; checked against the relays the box has
+        and the rest of [broadcast] (a programme naming a zone that disappears is refused, with its name)."""
+        _ = ctx.catalogs.gettext(ctx.language(request))
+        form = await request.post()
+        names = [str(v).strip() for v in form.getall("zone_name", [])]
+        relays = [str(v).strip() for v in form.getall("zone_relay", [])]
+        mapping = {name: relay for name, relay in zip(names, relays, strict=False) if name}
+        known = {
+            r["name"] for r in ctx.health().get("services", {}).get("relays", {}).get("details", {}).get("relays", [])
+        }
+        problems = [f"{zone}: relay {relay!r} does not exist" for zone, relay in mapping.items() if relay not in known]
+        if len(set(mapping.values())) != len(mapping):
+            problems.append(_("Two zones cannot share one relay."))
+        if not problems:
+            checked = apply_zones(ctx.settings, mapping)
+            if checked.broadcast.zones != mapping:
+                problems.append(_("This wiring does not fit the programmes in hub.toml (see the log)."))
+        if problems:
+            flash(request, "error", "; ".join(problems))
+            await ctx.audit(request, "install.zones_rejected", zones=mapping, problems=problems)
+            raise web.HTTPSeeOther("/wizard#wiring")
+        await ctx.store.write(lambda tx: tx.set_state(ZONES_KEY, mapping))
+        await ctx.audit(request, "install.zones", zones=mapping)
+        flash(request, "ok", _("Zone wiring saved. It takes effect when the hub restarts."))
         raise web.HTTPSeeOther("/wizard#wiring")
 
     async def run_test(request: web.Request) -> web.StreamResponse:
@@ -180,6 +209,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
 
     app.router.add_get("/wizard", page)
     app.router.add_post("/wizard/site", save_site)
+    app.router.add_post("/wizard/zones", save_zones)
     app.router.add_post("/wizard/test", run_test)
     app.router.add_post("/wizard/confirm", confirm)
     app.router.add_post("/wizard/finish", finish)
