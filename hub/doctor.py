@@ -60,8 +60,29 @@ def run_checks(config_path: Path) -> list[Check]:
     checks.append(_clock(settings))
     checks.append(_cloud(settings))
     checks.extend(_portal(settings))
+    checks.extend(_camera_model(settings))
     checks.extend(_running_hub(settings))
     return checks
+
+
+def _camera_model(settings: Settings) -> list[Check]:
+    """The detector's model file on disk, with its pinned hash: without it the cameras run on motion alone."""
+    if not settings.camera.cameras:
+        return []
+    from ml.model_files import MODELS_DIR, verified
+    from ml.model_spec import BUILTIN
+
+    detector = settings.camera.detector
+    if detector.model == "custom" and detector.custom is not None:
+        path = Path(detector.custom.file)
+        path = path if path.is_absolute() else MODELS_DIR / path
+        ok = path.is_file()
+    else:
+        path = MODELS_DIR / BUILTIN[detector.model].file
+        ok = verified(path)
+    if ok:
+        return [Check("ok", "camera model", f"{path} present" + ("" if detector.model == "custom" else ", hash ok"))]
+    return [Check("fail", "camera model", f"{path} missing or not the pinned file: run scripts/fetch-models")]
 
 
 def _portal(settings: Settings) -> list[Check]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import HUB, CloudProcess, HubProcess, write_hub_config
 
 
@@ -78,3 +80,16 @@ def test_doctor_on_bad_config(tmp_path: Path) -> None:
     assert lines["config"][0] == "fail"
     assert "sync.batch_size" in lines["config"][1]
     assert "hardware" in lines
+
+
+@pytest.mark.inference  # needs the models scripts/bootstrap fetches (not fetched in the arm64 lane)
+def test_doctor_checks_the_camera_model_only_when_there_are_cameras(tmp_path: Path) -> None:
+    from hub.doctor import run_checks
+
+    plain = write_hub_config(tmp_path / "plain", "thon-plain", cloud_url=None, token=None)
+    assert not [c for c in run_checks(plain) if c.name == "camera model"]
+    extra = '\n[[camera.cameras]]\nname = "cong"\nurl = "/nonexistent/clip.mp4"\n'
+    with_camera = write_hub_config(tmp_path / "cam", "thon-cam", cloud_url=None, token=None, extra=extra)
+    [check] = [c for c in run_checks(with_camera) if c.name == "camera model"]
+    assert check.level == "ok", check  # scripts/bootstrap fetched and verified it
+    assert "pose_detection.tflite present, hash ok" in check.message
