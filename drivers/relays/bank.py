@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from drivers.base import DriverHealth
+from drivers.names import normalise_name
 from drivers.relays.channel import DeviceState, RelayChannel
 from drivers.relays.interface import (
     Action,
@@ -28,7 +29,6 @@ from drivers.relays.interface import (
     RelayState,
     UnknownRelayError,
 )
-from drivers.relays.settings import normalise_name
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,6 @@ are reported at the exact key that is wrong, so the loader can name it and its l
 from __future__ import annotations
 
 import difflib
-import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
@@ -47,26 +46,11 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from drivers.base import DriverSettings
-
-MAX_NAME_LENGTH = 64
-
-
-def normalise_name(value: str) -> str:
-    """NFC: an editor that writes Vietnamese decomposed ("đèn" as e + combining grave) must still match."""
-    return unicodedata.normalize("NFC", value)
+from drivers.names import MAX_NAME_LENGTH, check_name
 
 
 def _check_name(value: str) -> str:
-    value = normalise_name(value)
-    if not value.strip():
-        raise ValueError("a relay name must not be empty")
-    if value != value.strip():
-        raise ValueError(f"relay name {value!r} has leading or trailing spaces; the hub would never match it")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
-        raise ValueError(f"relay name {value!r} contains control characters")
-    if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"relay name {value!r} is longer than {MAX_NAME_LENGTH} characters")
-    return value
+    return check_name(value, "relay name", MAX_NAME_LENGTH)
 
 
 RelayName = Annotated[

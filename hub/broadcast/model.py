@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from drivers.names import check_name, normalise_name
+
 MAX_NAME_LENGTH = 120
 MAX_TEXT_LENGTH = 5000
 MAX_ITEMS = 100
@@ -117,22 +119,11 @@ def _is_union_tag(part: object, before: object) -> bool:
     )
 
 
-def normalise(value: str) -> str:
-    """NFC: a name typed in an editor that decomposes Vietnamese ("khu" fine, "loa khu Đông" not) still matches."""
-    return unicodedata.normalize("NFC", value)
+normalise = normalise_name  # programmes and zones compare names in NFC, as relays and circuits do
 
 
 def _check_name(value: str) -> str:
-    value = normalise(value)
-    if not value.strip():
-        raise ValueError("must not be empty")
-    if value != value.strip():
-        raise ValueError(f"{value!r} has leading or trailing spaces")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
-        raise ValueError(f"{value!r} contains control characters")
-    if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{value!r} is longer than {MAX_NAME_LENGTH} characters")
-    return value
+    return check_name(value, "name", MAX_NAME_LENGTH)
 
 
 def _check_id(value: str) -> str:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Collection
 from typing import Any, Literal
 
+from drivers.names import normalise_name
 from hub.bus import CommandError, EventBus, Message, Subscription
 from hub.clock import Clock, SystemClock
 from hub.lighting.schedule import (
@@ -35,7 +36,7 @@ from hub.lighting.schedule import (
     decide_circuit,
     next_change,
 )
-from hub.lighting.settings import LightingSection, normalise_name
+from hub.lighting.settings import LightingSection
 from hub.service import Service
 from hub.store import RecordClass, Store, Transaction
 

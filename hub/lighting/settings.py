@@ -47,15 +47,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from drivers.names import MAX_NAME_LENGTH, check_name
 from hub.section import Section
 
-MAX_NAME_LENGTH = 64
 MAX_OFFSET_MIN = 180
 
 RuleKind = Literal["dusk_dawn", "fixed", "half_night"]
@@ -81,22 +80,8 @@ WEEKDAYS: dict[str, int] = {
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
-def normalise_name(value: str) -> str:
-    """NFC, as the relay driver does: a decomposed "đèn" typed in another editor must still match."""
-    return unicodedata.normalize("NFC", value)
-
-
 def _check_name(value: str) -> str:
-    value = normalise_name(value)
-    if not value.strip():
-        raise ValueError("a name must not be empty")
-    if value != value.strip():
-        raise ValueError(f"name {value!r} has leading or trailing spaces; the hub would never match it")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
-        raise ValueError(f"name {value!r} contains control characters")
-    if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"name {value!r} is longer than {MAX_NAME_LENGTH} characters")
-    return value
+    return check_name(value, "name", MAX_NAME_LENGTH)
 
 
 def _parse_time(value: Any) -> Any:
