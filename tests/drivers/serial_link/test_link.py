@@ -170,6 +170,7 @@ async def test_a_lost_response_is_retried_and_the_command_runs_once(sim: NodeSim
     assert link.health().detail["retries"] == 2
 
 
+@pytest.mark.realtime  # asserts how long three timeouts take: run alone, not beside the parallel suite
 async def test_no_answer_after_all_retries_raises_and_the_link_goes_on(
     sim: NodeSimulator, make_link: LinkFactory
 ) -> None:
