@@ -203,13 +203,14 @@ def test_relay_test_switches_the_relay_and_the_mock_pin(page: Any, hub: HubProce
 def test_live_log_receives_new_lines(page: Any, hub: HubProcess) -> None:
     first_run(page, hub)
     page.goto(hub.url + "/logs?level=INFO")
-    page.wait_for_function("document.getElementById('live-state').textContent === 'trực tiếp'")
+    # Locator waits, not wait_for_function: polling a JS string needs eval, which the page's CSP forbids.
+    playwright_api.expect(page.locator("#live-state")).to_have_text("trực tiếp", timeout=10_000)
     count = page.locator("#log li").count()
     # Something that logs: a lighting override asked through the page's own API, from another tab.
     other = page.context.new_page()
     other.goto(hub.url + "/lighting")
     other.get_by_role("button", name="Điều khiển tay").click()
-    page.wait_for_function(f"document.querySelectorAll('#log li').length > {count}")
+    page.locator("#log li").nth(count).wait_for()
     assert "đèn đường thôn" in page.locator("#log").inner_text()
 
 
