@@ -23,6 +23,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from drivers.names import check_name, normalise_name
+from hub import timeofday
+from hub.timeofday import WEEKDAYS, day_key
 
 MAX_NAME_LENGTH = 120
 MAX_TEXT_LENGTH = 5000
@@ -68,26 +70,7 @@ ProgrammeLevel = Literal["background", "normal", "priority", "emergency"]  # liv
 OnInterrupt = Literal["resume", "log"]
 ScheduleKind = Literal["daily", "weekly", "dates", "once"]
 
-# Monday is 0, as datetime.weekday() counts. Vietnamese names the days by number: thứ hai (t2) is Monday.
-WEEKDAYS: dict[str, int] = {
-    "mon": 0,
-    "tue": 1,
-    "wed": 2,
-    "thu": 3,
-    "fri": 4,
-    "sat": 5,
-    "sun": 6,
-    "t2": 0,
-    "t3": 1,
-    "t4": 2,
-    "t5": 3,
-    "t6": 4,
-    "t7": 5,
-    "cn": 6,
-}
-
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
 class ModelError(ValueError):
@@ -135,20 +118,9 @@ def _check_id(value: str) -> str:
 
 
 def parse_time_of_day(value: Any) -> Any:
-    """'HH:MM' or 'HH:MM:SS' (or a TOML local time). Anything else is left to pydantic to refuse."""
-    if isinstance(value, dt.time):
-        if value.tzinfo is not None:
-            raise ValueError("a time of day here is local wall time; leave the UTC offset out")
-        return value.replace(microsecond=0)
-    if not isinstance(value, str):
-        return value
-    match = _TIME.match(value.strip())
-    if match is None:
-        raise ValueError(f"time {value!r} is not written as HH:MM (e.g. '05:00')")
-    hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
-    if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(f"time {value!r} is out of range: expected 00:00 to 23:59")
-    return dt.time(hour, minute, second)
+    """As lighting reads times of day, with seconds the finest step a schedule takes."""
+    parsed = timeofday.parse_time_of_day(value, example="05:00")
+    return parsed.replace(microsecond=0) if isinstance(parsed, dt.time) else parsed
 
 
 TimeOfDay = Annotated[dt.time, BeforeValidator(parse_time_of_day)]
@@ -331,13 +303,7 @@ class Schedule(_Model):
     @field_validator("days")
     @classmethod
     def _known_days(cls, value: list[str]) -> list[str]:
-        out: list[str] = []
-        for day in value:
-            key = day.strip().lower() if isinstance(day, str) else day
-            if key not in WEEKDAYS:
-                raise ValueError(f"unknown day {day!r}; expected 'mon' … 'sun' or 't2' … 't7', 'cn'")
-            out.append(key)
-        return out
+        return [day_key(day) for day in value]
 
     @field_validator("times")
     @classmethod

@@ -37,15 +37,13 @@ page, not as a hub that refuses to start), as lighting does.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Self
+from typing import Any, Self
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from hub.broadcast.model import Programme, Schedule, check_zones, normalise, parse_time_of_day
+from hub.broadcast.model import Programme, Schedule, TimeOfDay, check_zones, normalise
 from hub.section import Section
-
-TimeOfDay = Annotated[dt.time, BeforeValidator(parse_time_of_day)]
 
 
 class QuietHours(Section):

@@ -46,7 +46,6 @@ start (a typo there is a problem on the technician page, not a hub that refuses 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
@@ -54,55 +53,18 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from drivers.names import MAX_NAME_LENGTH, check_name
 from hub.section import Section
+from hub.timeofday import WEEKDAYS, day_key, parse_time_of_day
 
 MAX_OFFSET_MIN = 180
 
 RuleKind = Literal["dusk_dawn", "fixed", "half_night"]
-
-# Monday is 0, as datetime.weekday() counts. Vietnamese names the days by number: thứ hai (t2) is Monday.
-WEEKDAYS: dict[str, int] = {
-    "mon": 0,
-    "tue": 1,
-    "wed": 2,
-    "thu": 3,
-    "fri": 4,
-    "sat": 5,
-    "sun": 6,
-    "t2": 0,
-    "t3": 1,
-    "t4": 2,
-    "t5": 3,
-    "t6": 4,
-    "t7": 5,
-    "cn": 6,
-}
-
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
 def _check_name(value: str) -> str:
     return check_name(value, "name", MAX_NAME_LENGTH)
 
 
-def _parse_time(value: Any) -> Any:
-    """'HH:MM' or 'HH:MM:SS' strings, or a TOML local time (`on = 18:30:00`). Anything else is left for
-    strict validation to refuse: an integer is not a time of day."""
-    if isinstance(value, dt.time):
-        if value.tzinfo is not None:
-            raise ValueError("a time of day here is local wall time; leave the UTC offset out")
-        return value
-    if not isinstance(value, str):
-        return value
-    match = _TIME.match(value.strip())
-    if match is None:
-        raise ValueError(f"time {value!r} is not written as HH:MM (e.g. '18:30')")
-    hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
-    if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(f"time {value!r} is out of range: expected 00:00 to 23:59")
-    return dt.time(hour, minute, second)
-
-
-TimeOfDay = Annotated[dt.time, BeforeValidator(_parse_time)]
+TimeOfDay = Annotated[dt.time, BeforeValidator(parse_time_of_day)]
 
 # Which keys each kind uses: any other rule key given for that kind is a mistake to name, not to ignore.
 _KEYS: dict[str, frozenset[str]] = {
@@ -171,13 +133,7 @@ class RuleSettings(Section):
             return None
         if not value:
             raise ValueError("days must not be empty; leave the key out for every day")
-        out: list[str] = []
-        for day in value:
-            key = day.strip().lower()
-            if key not in WEEKDAYS:
-                raise ValueError(f"unknown day {day!r}; expected 'mon' … 'sun' or 't2' … 't7', 'cn'")
-            out.append(key)
-        return out
+        return [day_key(day) for day in value]
 
     @model_validator(mode="after")
     def _keys_fit_kind(self) -> Self:
