@@ -8,7 +8,7 @@ import math
 
 from aiohttp import web
 
-from hub.web.context import PRE_COOKIE, SESSION_COOKIE, SESSION_KEY, WebContext, flash, safe_next
+from hub.web.context import LANG_COOKIE, PRE_COOKIE, SESSION_COOKIE, SESSION_KEY, WebContext, flash, safe_next
 from hub.web.credentials import PasswordRejected
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
         if lang not in ("vi", "en"):
             raise web.HTTPNotFound()
         response = web.HTTPSeeOther(safe_next(request.query.get("next")))
-        response.set_cookie("vh_lang", lang, max_age=365 * 86400, httponly=True, samesite="Strict", path="/")
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="Strict", path="/")
         return response
 
     app.router.add_get("/setup", setup_form)

@@ -63,7 +63,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
         if await call(request, "test_zone", "broadcast.test_zone", zone=zone) is not None:
             _ = ctx.catalogs.gettext(ctx.language(request))
             flash(request, "ok", _("{name}: a test tone is playing. Did you hear it?").format(name=zone))
-        raise web.HTTPSeeOther(str(form.get("back") or "/broadcast") if form.get("back") == "/wizard" else "/broadcast")
+        raise web.HTTPSeeOther("/broadcast")
 
     async def announce(request: web.Request) -> web.StreamResponse:
         form = await request.post()

@@ -82,9 +82,7 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
             await ctx.audit(request, "relay.test", relay=relay, on=result["on"])
             state = _("on") if result["on"] else _("off")
             flash(request, "ok", _("{relay}: switched {state} for 3 s.").format(relay=relay, state=state))
-        raise web.HTTPSeeOther(
-            str(form.get("back") or "/relays") if str(form.get("back", "")).startswith("/") else "/relays"
-        )
+        raise web.HTTPSeeOther("/relays")
 
     async def lighting_page(request: web.Request) -> web.StreamResponse:
         health = ctx.health()

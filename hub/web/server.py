@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +18,6 @@ from hub.config.settings import ManagementSection
 from hub.service import Service
 from hub.web import auth_routes, pages
 from hub.web.context import (
-    LANG_COOKIE,
     PRE_COOKIE,
     PRE_TOKEN_KEY,
     SESSION_COOKIE,
@@ -195,10 +193,3 @@ class ManagementServer(Service):
 
     async def api_health(self, request: web.Request) -> web.Response:
         return web.json_response(self.ctx.health(), dumps=_dumps)
-
-
-def language_cookie(response: web.StreamResponse, lang: str) -> None:
-    response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="Strict", path="/")
-
-
-LanguageSetter = Callable[[web.StreamResponse, str], None]
