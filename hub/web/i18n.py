@@ -1,8 +1,9 @@
 """Vietnamese and English for the technician page: message catalogs (gettext .po, read with Babel) and one
 Jinja2 environment per language.
 
-The source strings are English; `locale/vi/LC_MESSAGES/messages.po` translates them. The .po is compiled in
-memory at start, so there is no build step and no stale .mo file to forget.
+The source strings are English; `locale/vi/LC_MESSAGES/*.po` translate them: `messages.po` for the page's core
+and one catalog per later part (`ota.po`, `cloud.po`, …), so parts built side by side never edit the same file.
+The catalogs are merged and compiled in memory at start, so there is no build step and no stale .mo file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -23,12 +25,25 @@ DEFAULT_LANGUAGE = "vi"
 DOMAIN = "messages"
 
 
+def read_catalog(language: str) -> Catalog:
+    """messages.po, then every other .po of the language in name order; a msgid in two files keeps the first."""
+    folder = resources.files("hub.web").joinpath(f"locale/{language}/LC_MESSAGES")
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".po"))
+    names.sort(key=lambda n: n != f"{DOMAIN}.po")
+    merged = Catalog(locale=language, domain=DOMAIN, charset="utf-8")
+    for name in names:
+        with folder.joinpath(name).open("rb") as f:
+            part = read_po(f, locale=language, domain=DOMAIN)
+        for message in part:
+            if message.id and message.id not in merged:
+                merged[message.id] = message
+    return merged
+
+
 def load_translations(language: str) -> gettext.NullTranslations:
     if language == "en":
         return gettext.NullTranslations()
-    po = resources.files("hub.web").joinpath(f"locale/{language}/LC_MESSAGES/{DOMAIN}.po")
-    with po.open("rb") as f:
-        catalog = read_po(f, locale=language, domain=DOMAIN)
+    catalog = read_catalog(language)
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)

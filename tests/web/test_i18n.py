@@ -6,18 +6,15 @@ import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 
-from hub.web.i18n import Catalogs, pick_language
+from hub.web.i18n import Catalogs, pick_language, read_catalog
 
 WEB = Path(__file__).resolve().parents[2] / "hub" / "web"
-PO = WEB / "locale" / "vi" / "LC_MESSAGES" / "messages.po"
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 
 
 def test_every_page_string_has_a_vietnamese_translation_with_the_same_placeholders() -> None:
-    with PO.open("rb") as f:
-        catalog = read_po(f, locale="vi")
+    catalog = read_catalog("vi")
     extracted = {
         message
         for _file, _line, message, _comments, _context in extract_from_dir(
