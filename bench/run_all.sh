@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 status=0
-for name in outbox_ingest drain idle relay_latency serial_link lighting_cpu sensors_cpu portal_latency portal_admission broadcast_jitter broadcast_preemption camera_cpu; do
+for name in outbox_ingest drain idle relay_latency serial_link lighting_cpu sensors_cpu portal_latency portal_admission broadcast_jitter broadcast_preemption camera_cpu live_view command_latency fleet; do
     echo "=== bench/${name}.py $*"
     start=$(date +%s)
     "$PYTHON" -m "bench.${name}" "$@" || { echo "bench/${name}.py FAILED (exit $?)"; status=1; }

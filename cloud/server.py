@@ -123,6 +123,12 @@ def _require_admin(request: web.Request) -> None:
         raise web.HTTPUnauthorized(text=json.dumps({"error": "admin token required"}), content_type="application/json")
 
 
+def _pending(request: web.Request) -> int | None:
+    """X-Hub-Pending: the records still waiting on the hub once this batch is acknowledged (its backlog)."""
+    raw = request.headers.get("X-Hub-Pending", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
 async def ingest(request: web.Request) -> web.Response:
     hub_id = _hub_of(request)
     try:
@@ -136,7 +142,10 @@ async def ingest(request: web.Request) -> web.Response:
     if claimed != hub_id:
         return _json_error(403, f"hub_id: token belongs to {hub_id!r}, not {claimed!r}")
     store = request.app[STORE_KEY]
-    result = await asyncio.to_thread(store.ingest, hub_id, records, dropped)
+    result = await asyncio.to_thread(store.ingest, hub_id, records, dropped, _pending(request))
+    from cloud.commands import apply_result_records  # the command inbox's durable result path
+
+    await apply_result_records(request.app, hub_id, records)
     return web.json_response(
         {
             "hub_id": hub_id,
@@ -200,7 +209,9 @@ async def dashboard(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8")
 
 
-def build_app(db_path: Path, admin_token: str) -> web.Application:
+def build_app(
+    db_path: Path, admin_token: str, ota_repo: Path | None = None, ota_keys: Path | None = None
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     store = CloudStore(db_path)
     app[STORE_KEY] = store
@@ -215,6 +226,16 @@ def build_app(db_path: Path, admin_token: str) -> web.Application:
     app.router.add_get("/api/v1/hubs", list_hubs)
     app.router.add_post("/api/v1/hubs", add_hub)
     app.router.add_get("/api/v1/hubs/{hub_id}/records", hub_records)
+    from cloud import commands  # enrollment, command inbox, media, diagnostics (imports this module)
+
+    commands.add_routes(app, db_path)
+    from cloud import operator  # the operator console (/operator/) and GET /api/v1/metrics
+
+    operator.add_routes(app, db_path)
+    if ota_repo is not None:
+        from cloud import ota_repo as ota_routes  # signed hub releases (TUF repository), static files
+
+        ota_routes.add_routes(app, ota_repo, ota_keys)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.yaml", openapi)
     app.router.add_get("/", dashboard)

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS hubs (
     duplicates   INTEGER NOT NULL DEFAULT 0,
     batches      INTEGER NOT NULL DEFAULT 0,
     last_seen    REAL,
-    dropped      TEXT NOT NULL DEFAULT '{}'
+    dropped      TEXT NOT NULL DEFAULT '{}',
+    pending      INTEGER
 );
 CREATE TABLE IF NOT EXISTS records (
     hub_id      TEXT    NOT NULL,
@@ -59,6 +60,9 @@ class CloudStore:
         self._conn.execute("PRAGMA synchronous = FULL")  # the ack promises the records are durable
         self._conn.execute("PRAGMA busy_timeout = 10000")
         self._conn.executescript(SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(hubs)")}
+        if "pending" not in columns:  # a database from before hubs reported their backlog
+            self._conn.execute("ALTER TABLE hubs ADD COLUMN pending INTEGER")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -85,9 +89,12 @@ class CloudStore:
             row = self._conn.execute("SELECT ack_seq FROM hubs WHERE hub_id = ?", (hub_id,)).fetchone()
         return int(row[0]) if row else 0
 
-    def ingest(self, hub_id: str, records: list[dict[str, Any]], dropped: dict[str, int]) -> IngestResult:
+    def ingest(
+        self, hub_id: str, records: list[dict[str, Any]], dropped: dict[str, int], pending: int | None = None
+    ) -> IngestResult:
         """Store a batch atomically, ignoring (hub_id, seq) pairs already held. An empty `dropped` keeps the
-        counts last reported (the field is optional in the protocol)."""
+        counts last reported (the field is optional in the protocol). `pending`: the hub's outbox backlog once
+        this batch is acknowledged (X-Hub-Pending), None if it did not say."""
         now = time.time()
         rows = [
             (
@@ -117,8 +124,17 @@ class CloudStore:
                 top = max(r["seq"] for r in records)
                 conn.execute(
                     "UPDATE hubs SET ack_seq = max(ack_seq, ?), records = records + ?, duplicates = duplicates + ?, "
-                    "batches = batches + 1, last_seen = ?, dropped = coalesce(?, dropped) WHERE hub_id = ?",
-                    (top, accepted, len(rows) - accepted, now, json.dumps(dropped) if dropped else None, hub_id),
+                    "batches = batches + 1, last_seen = ?, dropped = coalesce(?, dropped), pending = coalesce(?, "
+                    "pending) WHERE hub_id = ?",
+                    (
+                        top,
+                        accepted,
+                        len(rows) - accepted,
+                        now,
+                        json.dumps(dropped) if dropped else None,
+                        pending,
+                        hub_id,
+                    ),
                 )
                 ack = int(conn.execute("SELECT ack_seq FROM hubs WHERE hub_id = ?", (hub_id,)).fetchone()[0])
                 conn.execute("COMMIT")
@@ -134,7 +150,7 @@ class CloudStore:
     def hubs(self) -> list[dict[str, Any]]:
         with self._lock:
             cursor = self._conn.execute(
-                "SELECT hub_id, created_at, ack_seq, records, duplicates, batches, last_seen, dropped "
+                "SELECT hub_id, created_at, ack_seq, records, duplicates, batches, last_seen, dropped, pending "
                 "FROM hubs ORDER BY hub_id"
             )
             names = [d[0] for d in cursor.description]

@@ -24,6 +24,7 @@ from hub.broadcast.service import BroadcastService, LazyRenderer, MediaStore
 from hub.bus import EventBus
 from hub.clock import SystemClock
 from hub.config.settings import Secrets, Settings
+from hub.enroll import TokenSource
 from hub.lighting.schedule import Place
 from hub.lighting.service import LightingService
 from hub.portal.service import PortalService
@@ -35,9 +36,14 @@ from hub.site import SITE_KEY, ZONES_KEY, SiteSettings, apply_site, apply_zones
 from hub.store import RecordClass, Store, StoreLimits, Transaction
 from hub.store.service import StoreService
 from hub.supervisor import Supervisor
+from hub.sync.clock_check import ClockCheck
+from hub.sync.commands import Hooks
+from hub.sync.hooks import hub_hooks
+from hub.sync.inbox import CommandInbox
 from hub.sync.uploader import Uploader
 from hub.systemd_notify import Notifier
 from hub.telemetry.service import VitalsService
+from hub.updates.service import UpdateService
 from hub.web.context import WebContext
 from hub.web.server import ManagementServer
 
@@ -116,6 +122,7 @@ class Hub:
             media_library()
             return MediaRenderer(made["library"], s.hub.data_dir / "speech-cache")
 
+        tokens = TokenSource(s.hub.data_dir, self.secrets.cloud_token)  # enrolled token file, else secrets
         services: list[Service] = [
             StoreService(store),
             ManagementServer(
@@ -154,13 +161,31 @@ class Hub:
                 media=media_library,
             ),
             self.build_sensors(store),
-            Uploader(store, s.sync, s.hub.id, self.secrets.cloud_token, self.bus),
+            Uploader(store, s.sync, s.hub.id, tokens, self.bus),
+            CommandInbox(store, s, tokens, self.bus, self._command_hooks(store, relays, tokens)),
+            ClockCheck(store, self.bus),
             VitalsService(store, s.telemetry, s.hub.data_dir),
+            UpdateService(
+                s.ota,
+                store,
+                self.bus,
+                health=self.health,
+                request_restart=self.request_restart,
+                data_dir=s.hub.data_dir,
+                config_path=self.config_path,
+                cloud_url=str(s.sync.cloud_url) if s.sync.cloud_url else None,
+                ca_bundle=s.sync.ca_bundle,
+                tz=s.hub.timezone,
+            ),
         ]
         if s.camera.cameras:
             from hub.camera.service import CameraService  # numpy, PyAV and the TFLite runtime only with cameras
 
             services.append(CameraService(s.camera, store, self.bus, s.hub.data_dir, simulated=self.simulated))
+        if s.live.enabled:
+            from hub.live.service import LiveService  # aiortc itself only with the first session
+
+            services.append(LiveService(s.live, s.camera, store, self.bus, s.hub.data_dir, simulated=self.simulated))
         if s.power is not None:
             self.power = power.build(s.power, self.simulated, prepare_shutdown=self.prepare_power_off)
             services.append(PowerService(self.power, store, self.bus))
@@ -178,6 +203,19 @@ class Hub:
                 )
             )
         return services
+
+    def _command_hooks(self, store: Store, relays: Relays, tokens: TokenSource) -> Hooks:
+        return hub_hooks(
+            settings=self.settings,
+            secrets=self.secrets,
+            store=store,
+            health=self.health,
+            logs=self.logs,
+            config_path=self.config_path,
+            request_restart=self.request_restart,
+            relay_names=relays.bank.names,
+            token=tokens,
+        )
 
     async def prepare_power_off(self) -> None:
         """The battery is about to run out: record it, then stop everything cleanly before the command runs."""

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     provision = sub.add_parser("provision", help="set the technician page's user and password (asks, or reads stdin)")
     provision.add_argument("--user", default="technician", help="technician user name (default: technician)")
     provision.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    enroll = sub.add_parser("enroll", help="enroll this box at the commune cloud with its one-time code")
+    enroll.add_argument("code", help="the one-time code from the commune (e.g. FGCA-46KC-BGX9-T96D)")
+    ota = sub.add_parser("ota", help="over-the-air updates")
+    ota_sub = ota.add_subparsers(dest="ota_command", required=True, metavar="SUBCOMMAND")
+    ota_status = ota_sub.add_parser("status", help="current and previous version, slot, trial, last result")
+    ota_status.add_argument("--json", action="store_true", help="machine-readable output")
     health = sub.add_parser("healthcheck", help="exit 0 if the running hub's /healthz answers 200 (Docker)")
     health.add_argument("--timeout", type=float, default=5.0)
     return parser
@@ -71,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_provision(config_path, args.user, args.password_stdin)
     if args.command == "healthcheck":
         return cmd_healthcheck(config_path, args.timeout)
+    if args.command == "enroll":
+        return cmd_enroll(config_path, args.code)
+    if args.command == "ota":
+        return cmd_ota_status(config_path, as_json=args.json)
     raise AssertionError(args.command)
 
 
@@ -100,7 +110,10 @@ def cmd_run(config_path: Path) -> int:
     code = asyncio.run(hub.run())
     if hub.restart_requested and not os.environ.get("NOTIFY_SOCKET"):
         # Under systemd, Restart=always starts a new process; elsewhere (a container, the demo) start again here.
-        os.execv(sys.executable, [sys.executable, "-m", "hub", *sys.argv[1:]])  # noqa: S606 - our own argv
+        from hub.updates.status import restart_command
+
+        command = restart_command(settings.ota.root, sys.argv[1:])  # from an update slot: guard, then `current`
+        os.execv(command[0], command)  # noqa: S606 - our own argv
     return code
 
 
@@ -139,6 +152,31 @@ def cmd_provision(config_path: Path, user: str, from_stdin: bool) -> int:
         owner = data_dir.stat()
         os.chown(path, owner.st_uid, owner.st_gid)
     print(f"technician password set for {user!r} in {path}; a running hub uses it at the next login")
+    return EXIT_OK
+
+
+def cmd_enroll(config_path: Path, code: str) -> int:
+    from hub.config import ConfigError, load_settings
+    from hub.enroll import EnrollError, enroll
+
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        done = asyncio.run(enroll(settings, code))
+    except EnrollError as exc:
+        print(f"hub enroll: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:
+        print(f"hub enroll: cannot write the token in {settings.hub.data_dir}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if os.geteuid() == 0:
+        # Run as root on the box: the token must stay readable by the service, which owns the data directory.
+        owner = Path(settings.hub.data_dir).stat()
+        os.chown(done.token_file, owner.st_uid, owner.st_gid)
+    print(f"enrolled {done.hub_id} at {done.cloud_url}; token in {done.token_file} (a running hub uses it at once)")
     return EXIT_OK
 
 
@@ -201,6 +239,20 @@ def cmd_outbox_stats(config_path: Path, *, as_json: bool) -> int:
     print(f"last seq    {stats.last_seq}")
     print(f"acked seq   {stats.acked_seq} (delivered {stats.delivered})")
     print(f"cap         {stats.max_records} records, {stats.max_bytes // 2**20} MiB")
+    return EXIT_OK
+
+
+def cmd_ota_status(config_path: Path, *, as_json: bool) -> int:
+    from hub.config import ConfigError, load_settings
+    from hub.updates.status import render, status
+
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    info = status(settings.ota.root)
+    print(json.dumps(info, ensure_ascii=False, indent=1) if as_json else render(info))
     return EXIT_OK
 
 

@@ -205,8 +205,14 @@ def _clock(settings: Settings) -> Check:
     return Check("ok", "clock", f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, schedules in {settings.hub.timezone}")
 
 
-def _http_get(url: str, timeout: float, cafile: Path | None = None, token: str | None = None) -> tuple[int, bytes]:
-    context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+def _http_get(
+    url: str,
+    timeout: float,
+    cafile: Path | None = None,
+    token: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    context = context or ssl.create_default_context(cafile=str(cafile) if cafile else None)
     headers = {"User-Agent": "village-hub-doctor"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -222,17 +228,41 @@ def _cloud(settings: Settings) -> Check:
     url = settings.sync.cloud_url
     if url is None:
         return Check("warn", "cloud", "no sync.cloud_url configured: the box stays offline")
+    from hub.enroll import TokenSource
+    from hub.sync.transport import InsecureURLError, build_ssl_context, check_url, describe_error
+
     target = str(url).rstrip("/") + "/healthz"
     started = time.monotonic()
     try:
-        status, _ = _http_get(target, timeout=5.0, cafile=settings.sync.ca_bundle)
+        check_url(settings.sync)  # the same TLS rules (CA bundle, pins, no clear text) as the running hub
+        context = build_ssl_context(settings.sync)
+        status, _ = _http_get(target, timeout=5.0, context=context)
+    except InsecureURLError as exc:
+        return Check("fail", "cloud", str(exc))
     except (OSError, urllib.error.URLError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLError):
+            return Check("fail", "cloud", f"{target}: {describe_error(reason, settings.sync)}")
         return Check("fail", "cloud", f"{target} unreachable: {reason}")
     took = (time.monotonic() - started) * 1000
     if status != 200:
         return Check("fail", "cloud", f"{target} answered HTTP {status}")
-    return Check("ok", "cloud", f"{target} reachable ({took:.0f} ms)")
+    tls = ", TLS verified" + (" and pinned" if settings.sync.pin_sha256 else "") if target.startswith("https") else ""
+    fallback = None
+    with contextlib.suppress(ConfigError, OSError):
+        fallback = load_secrets(settings.hub.secrets_file).cloud_token
+    tokens = TokenSource(Path(settings.hub.data_dir), fallback)
+    token = tokens()
+    if token is None:
+        return Check("warn", "cloud", f"{target} reachable ({took:.0f} ms{tls}); not enrolled: run `hub enroll CODE`")
+    try:
+        state, _ = _http_get(str(url).rstrip("/") + "/api/v1/ingest/state", timeout=5.0, token=token, context=context)
+    except (OSError, urllib.error.URLError) as exc:
+        return Check("fail", "cloud", f"{target} reachable, then not: {getattr(exc, 'reason', exc)}")
+    origin = "enrolled token" if tokens.origin == "enrolled" else "token of the secrets file"
+    if state == 401:
+        return Check("fail", "cloud", f"reachable{tls}, but the cloud refuses this box's {origin}: `hub enroll CODE`")
+    return Check("ok", "cloud", f"{target} reachable ({took:.0f} ms{tls}); {origin} accepted")
 
 
 def _running_hub(settings: Settings) -> list[Check]:

@@ -218,6 +218,20 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"demo: nothing answered at {url} within {timeout:.0f}s")
 
 
+def queue_command(cloud_port: int, admin: str, body: dict[str, object]) -> int:
+    """Queue a command for the demo hub as the commune's operator would (admin API)."""
+    import json
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cloud_port}/api/v1/hubs/{HUB_ID}/commands",
+        data=json.dumps(body, ensure_ascii=False).encode(),
+        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        return int(json.loads(response.read())["id"])
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -242,13 +256,21 @@ def main() -> int:
     admin = admin_file.read_text().strip()
     secrets_file = directory / "secrets.toml"
     if not secrets_file.exists():
-        token = subprocess.run(
-            [BIN / "hub-cloud", "--db", cloud_db, "add-hub", HUB_ID], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        secrets_file.write_text(f'cloud_token = "{token}"\n')
+        secrets_file.write_text("")  # no pre-shared token: the box enrolls with a one-time code below
     secrets_file.chmod(0o600)
+    enrollment = None
+    if not (directory / "data" / "cloud-token").exists():
+        enrollment = subprocess.run(
+            [BIN / "hub-cloud", "--db", cloud_db, "add-enrollment", HUB_ID], check=True, capture_output=True, text=True
+        ).stdout.strip()
     portal_port = args.portal_port or free_port()
     config = write_config(directory, args.hub_port, args.cloud_port, portal_port)
+    from hub import __version__
+    from ota.demo import prepare  # the hub runs from update slot a; the cloud serves one newer release
+
+    ota = prepare(directory, ROOT, __version__)
+    with config.open("a", encoding="utf-8") as f:
+        f.write(ota.config(f"http://127.0.0.1:{args.cloud_port}"))
     from drivers.camera.sim import demo_clip  # PyAV, numpy: only when the demo runs
 
     demo_clip(directory / "camera-demo.mp4")
@@ -265,14 +287,26 @@ def main() -> int:
         )
     password = password_file.read_text().strip() if password_file.exists() else "(set earlier)"
 
-    cloud = subprocess.Popen(
-        [BIN / "hub-cloud", "--db", cloud_db, "serve", "--port", str(args.cloud_port), f"--admin-token={admin}"]
-    )
+    serve = ["serve", "--port", str(args.cloud_port), f"--admin-token={admin}", "--ota-repo", str(ota.repo)]
+    cloud = subprocess.Popen([BIN / "hub-cloud", "--db", cloud_db, *serve])
     hub = None
     try:
         wait_http(f"http://127.0.0.1:{args.cloud_port}/healthz", 20, cloud)
-        hub = subprocess.Popen([BIN / "hub", "--config", config, "run"])
+        if enrollment is not None:
+            # What a technician does on site: `hub enroll CODE` with the code the commune gave them.
+            subprocess.run([BIN / "hub", "--config", config, "enroll", enrollment], check=True)
+        ota.guard()  # as the unit's ExecStartPre, then the slot `current` points at
+        hub = subprocess.Popen([ota.python, "-m", "hub", "--config", config, "run"])
         wait_http(f"http://127.0.0.1:{args.hub_port}/healthz", 20, hub)
+        command = queue_command(
+            args.cloud_port,
+            admin,
+            {
+                "kind": "broadcast.announce",
+                "args": {"text": "Xin chào bà con. Đây là thông báo từ xã, gửi qua đám mây.", "zones": ["khu 1"]},
+                "ttl_s": 600,
+            },
+        )
         print(
             f"""
 Village Hub demo is running (simulated hardware). Ctrl-C stops it.
@@ -281,8 +315,16 @@ Village Hub demo is running (simulated hardware). Ctrl-C stops it.
                             http://127.0.0.1:{args.hub_port}/api/health
   Wi-Fi portal (simulated) http://127.0.0.1:{portal_port}/   (files: {directory / "data" / "portal"})
   Commune cloud        http://127.0.0.1:{args.cloud_port}/#token={admin}
+  Operator console     http://127.0.0.1:{args.cloud_port}/operator/   admin token: {admin}
+                       (hub {HUB_ID}: send an announcement, an alert, a light override; live view)
+  Live view (WebRTC)   .venv/bin/hub-cloud live-view {HUB_ID} cong-thon --url http://127.0.0.1:{args.cloud_port} \\
+                            --admin-token {admin} --seconds 10   (sessions: technician page, Live)
   Cloud API document   http://127.0.0.1:{args.cloud_port}/openapi.yaml
+  Cloud command        announcement #{command} queued at the cloud; see the hub's Cloud link page and broadcast log
   Diagnose the box     .venv/bin/hub --config {config} doctor
+  Updates              http://127.0.0.1:{args.hub_port}/updates   running {ota.current_version} from slot a; release
+                            {ota.newer_version} waits for the 01:00-04:00 window ("Install now" installs it)
+                       .venv/bin/hub --config {config} ota status
   Outbox               .venv/bin/hub --config {config} outbox stats
 """,
             flush=True,

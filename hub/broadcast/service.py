@@ -13,7 +13,7 @@ replays nothing: every schedule's newest decided occurrence is kept in the store
 Operations (methods, served on the bus as commands `broadcast.<name>` for the local API and the technician
 page, and also accepted as plain `broadcast.<name>` messages, answered on `broadcast.result`):
   upsert_programme {programme} · delete_programme {id} · upsert_schedule {schedule} · delete_schedule {id}
-  list · log {limit} · play_now {programme_id | items, zones, level, volume, who} · cap {xml}
+  list · log {limit} · busy · play_now {programme_id | items, zones, level, volume, who} · cap {xml}
   start_live {url, zones, who} · stop_live {who} · stop_all {who, reason} · test_zone {zone, who}
 Events: broadcast.queued / started / logged (every outcome) / idle / clock_jumped.
 """
@@ -76,6 +76,7 @@ COMMANDS = (
     "delete_schedule",
     "list",
     "log",
+    "busy",
     "play_now",
     "cap",
     "start_live",
@@ -581,6 +582,16 @@ class BroadcastService(Service):
             "overlaps": [o.describe() for o in self._overlaps()],
         }
 
+    def busy(self) -> dict[str, Any]:
+        """Read-only, for the update service: is something playing or queued, and when is the next one due."""
+        engine = self.engine.health()
+        next_due = self._next_due(self.clock.now())
+        return {
+            "playing": engine["now_playing"] is not None or bool(engine["queue"]),
+            "now_playing": engine["now_playing"],
+            "next_at": _iso(next_due),
+        }
+
     def upcoming(self, count: int = 5) -> list[dict[str, Any]]:
         """The next scheduled broadcasts, soonest first."""
         now = self.clock.now()
@@ -883,6 +894,8 @@ class BroadcastService(Service):
             return await self.delete_schedule(str(data.get("id") or ""))
         if name == "list":
             return self.catalog()
+        if name == "busy":
+            return self.busy()
         if name == "log":
             return {"entries": await self.recent(int(data.get("limit") or 20))}
         if name == "play_now":

@@ -21,9 +21,11 @@ from drivers.serial_link.settings import SensorNodeSettings
 from hub.broadcast.settings import BroadcastSettings
 from hub.camera.settings import CameraSettings
 from hub.lighting.settings import LightingSection
+from hub.live.settings import LiveSettings
 from hub.portal.settings import PortalSettings
 from hub.section import Section
 from hub.sensors.settings import SensorsSettings
+from hub.updates.settings import OtaSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/village-hub/hub.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/village-hub")
@@ -139,6 +141,69 @@ class SyncSection(Section):
         title="CA bundle",
         description="PEM file of CAs trusted for the cloud; empty: the system's.",
     )
+    pin_sha256: list[str] = Field(
+        default_factory=list,
+        title="Pinned cloud keys",
+        description="SHA-256 of the cloud certificate's public key (SubjectPublicKeyInfo), base64 or hex; any one "
+        "must match. Empty: no pinning (the CA check alone).",
+    )
+    allow_insecure_http: bool = Field(
+        default=False,
+        title="Allow plain HTTP",
+        description="Allow an http:// cloud_url to a host other than loopback. Never in the field: the token would "
+        "travel in clear text.",
+    )
+
+    @field_validator("pin_sha256")
+    @classmethod
+    def _pins_parse(cls, value: list[str]) -> list[str]:
+        from hub.sync.pins import parse_pin  # a leaf module: no cycle through hub.sync
+
+        for pin in value:
+            parse_pin(pin)
+        return value
+
+    @model_validator(mode="after")
+    def _no_clear_text(self) -> SyncSection:
+        from hub.sync.pins import insecure_url_problem
+
+        problem = insecure_url_problem(self.cloud_url, self.allow_insecure_http)
+        if problem:
+            raise PydanticCustomError("insecure_cloud_url", "cloud_url: {problem}", {"problem": problem})
+        return self
+
+
+class CommandsSection(Section):
+    enabled: bool = Field(
+        default=True,
+        title="Take commands from the cloud",
+        description="Long-poll the commune cloud for commands (schedules, announcements, alerts, overrides).",
+    )
+    poll_wait_s: float = Field(
+        default=25.0,
+        gt=0.0,
+        le=30.0,
+        title="Long-poll wait (s)",
+        description="How long the cloud may hold a poll open when it has no command (4G carriers drop idle "
+        "connections after a few minutes).",
+    )
+    media_max_mb: int = Field(
+        default=100, ge=1, le=2048, title="Largest announcement file (MB)", description="Bigger media is refused."
+    )
+    dispatch_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=900.0,
+        title="Command timeout (s)",
+        description="How long one command may take on the hub before it is reported failed.",
+    )
+    keep_commands: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        title="Commands kept",
+        description="Finished commands kept on the box for the technician page (the newest ones).",
+    )
 
 
 class ManagementSection(Section):
@@ -185,6 +250,7 @@ class Settings(Section):
     village: VillageSection = VillageSection()
     store: StoreSection = StoreSection()
     sync: SyncSection = SyncSection()
+    commands: CommandsSection = Field(default_factory=CommandsSection, title="Commands from the cloud")
     management: ManagementSection = ManagementSection()
     supervisor: SupervisorSection = SupervisorSection()
     telemetry: TelemetrySection = TelemetrySection()
@@ -213,10 +279,20 @@ class Settings(Section):
         title="UPS and real-time clock",
         description="The UPS HAT's monitor and the RTC on I2C. Leave out if the box has no UPS.",
     )
+    live: LiveSettings = Field(
+        default_factory=LiveSettings,
+        title="Live sessions (WebRTC)",
+        description="Live camera view and live announcement from the cloud: STUN/TURN servers, limits, video size.",
+    )
     portal: PortalSettings | None = Field(
         default=None,
         title="Public Wi-Fi captive portal",
         description="Access point, DHCP/DNS, the firewall table and the splash page. Leave out if there is no Wi-Fi.",
+    )
+    ota: OtaSettings = Field(
+        default_factory=OtaSettings,
+        title="Over-the-air updates",
+        description="Signed releases installed into A/B slots in a maintenance window, committed once healthy.",
     )
 
     @model_validator(mode="after")

@@ -112,9 +112,38 @@ MIGRATIONS: list[str] = [
         lang        TEXT NOT NULL DEFAULT 'vi'
     ) WITHOUT ROWID;
     """,
+    # 5: commands from the cloud (docs/protocol.md, "Command inbox"): one row per command id, written as
+    #    'applying' before it runs (so a restart never runs it twice), then its outcome. The highest id is the
+    #    cursor of the long poll.
+    """
+    CREATE TABLE commands (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        args        TEXT NOT NULL,
+        result      TEXT,
+        error       TEXT,
+        created_at  REAL,
+        expires_at  REAL,
+        received_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX commands_by_status ON commands (status);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Versions whose migration an older release cannot live with (a dropped or renamed column, a changed meaning).
+# One that only adds tables or defaulted columns is not listed: after an OTA rollback the older release opens
+# the newer file as it is and nothing is lost (ota/slots.py restores its pre-update snapshot only otherwise).
+BREAKS_OLDER_READERS: frozenset[int] = frozenset()
+OLDEST_READER_KEY = "store.oldest_reader"
+
+
+def oldest_reader(version: int) -> int:
+    """The lowest schema version of software that can still open a database at `version`."""
+    return max([1, *(v for v in BREAKS_OLDER_READERS if v <= version)])
 
 
 class SchemaTooNewError(RuntimeError):
@@ -128,6 +157,8 @@ def schema_version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection) -> list[int]:
     """Apply every migration newer than the database; return the versions applied."""
     current = schema_version(conn)
+    if current > SCHEMA_VERSION and _oldest_reader_of(conn) <= SCHEMA_VERSION:
+        return []  # a newer release wrote it (we were rolled back to) and declared it readable by us
     if current > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"database schema version {current} is newer than this software knows ({SCHEMA_VERSION}); "
@@ -142,12 +173,24 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             for statement in _statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute(
+                "INSERT OR REPLACE INTO state (key, value, updated_at) VALUES (?, ?, strftime('%s', 'now'))",
+                (OLDEST_READER_KEY, str(oldest_reader(version))),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         applied.append(version)
     return applied
+
+
+def _oldest_reader_of(conn: sqlite3.Connection) -> int:
+    try:
+        row = conn.execute("SELECT value FROM state WHERE key = ?", (OLDEST_READER_KEY,)).fetchone()
+    except sqlite3.DatabaseError:
+        return schema_version(conn)
+    return int(row[0]) if row else schema_version(conn)
 
 
 def _statements(script: str) -> list[str]:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import random
-import ssl
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from hub.bus import EventBus
 from hub.config.settings import SyncSection
 from hub.service import Service
 from hub.store import OutboxRecord, Store
+from hub.sync.transport import CloudTransport, InsecureURLError, TokenLike, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +69,19 @@ class Uploader(Service):
         store: Store,
         settings: SyncSection,
         hub_id: str,
-        token: str | None,
+        token: TokenLike,
         bus: EventBus,
         rng: random.Random | None = None,
+        transport: CloudTransport | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.settings = settings
         self.hub_id = hub_id
-        self.token = token
+        self.transport = transport or CloudTransport(settings, token, bus)
         self.bus = bus
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.base_url = str(settings.cloud_url).rstrip("/") if settings.cloud_url else None
-        self._session: aiohttp.ClientSession | None = None
         self._wake: asyncio.Event | None = None
         self._listening = False
         self.batch_size = settings.batch_size
@@ -108,27 +108,17 @@ class Uploader(Service):
 
             self.store.add_commit_listener(on_commit)
             self._listening = True
-        if self.base_url is None:
-            return
-        ssl_context: ssl.SSLContext | bool = True
-        if self.settings.ca_bundle is not None:
-            ssl_context = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s, connect=min(10.0, self.settings.timeout_s))
-        headers = {"User-Agent": "village-hub", "Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self._session = aiohttp.ClientSession(
-            timeout=timeout, headers=headers, connector=aiohttp.TCPConnector(ssl=ssl_context, limit=2)
-        )
+
+    @property
+    def token(self) -> str | None:
+        return self.transport.token
 
     def _wake_soon(self) -> None:
         if self._wake is not None:
             self._wake.set()
 
     async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.transport.close()
 
     async def run(self) -> None:
         if self.base_url is None:
@@ -181,7 +171,9 @@ class Uploader(Service):
             self.link = "connected" if self.last_success_at else self.link
             return 0
         body = encode_batch(self.hub_id, records, self._dropped())
-        reply = await self._request("POST", INGEST_PATH, body)
+        # The backlog once this batch is acknowledged, for the operator's hubs list (docs/protocol.md).
+        backlog = max(0, self.store.counters()["pending_count"] - len(records))
+        reply = await self._request("POST", INGEST_PATH, body, {"X-Hub-Pending": str(backlog)})
         ack = await self._absorb_ack(reply)
         if ack is None:
             return len(records)  # sequence raised; the renumbered records go in the next batch
@@ -212,14 +204,14 @@ class Uploader(Service):
             return None
         return ack
 
-    async def _request(self, method: str, path: str, body: bytes | None) -> dict[str, Any]:
-        if self._session is None:
-            raise CloudError("sync session not started")
+    async def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         assert self.base_url is not None
         self.last_attempt_at = time.time()
         sent = time.monotonic()
         try:
-            async with self._session.request(method, self.base_url + path, data=body) as response:
+            async with self.transport.request(method, path, data=body, headers=headers or {}) as response:
                 text = await response.text()
                 # The link's latency as the technician page shows it: the whole exchange, body included.
                 self.last_rtt_ms = round((time.monotonic() - sent) * 1000, 1)
@@ -235,8 +227,10 @@ class Uploader(Service):
                     self.batch_size = max(1, self.batch_size // 2)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 raise CloudError(f"cloud answered {method} {path}: HTTP {response.status} {text[:200]}", retry_after)
+        except InsecureURLError as exc:
+            raise CloudError(str(exc)) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise CloudError(f"cloud unreachable ({type(exc).__name__}: {exc or 'timeout'})") from None
+            raise CloudError(describe_error(exc, self.settings)) from None
 
     def health(self) -> dict[str, Any]:
         counters = self.store.counters()
@@ -263,7 +257,7 @@ class Uploader(Service):
         if self.base_url is None:
             out.append("no cloud_url configured: records stay on the box")
         elif not self.token:
-            out.append("no cloud token in the secrets file: the cloud will refuse uploads")
+            out.append("no cloud token (not enrolled: `hub enroll CODE`): the cloud will refuse uploads")
         if self.failures:
             out.append(f"cloud link failing ({self.failures} tries): {self.last_error}")
         return out

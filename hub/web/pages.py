@@ -20,7 +20,17 @@ from aiohttp import web
 from hub import sysinfo
 from hub.bus import CommandError
 from hub.logbuffer import LEVELS
-from hub.web import api, audit, broadcast_pages, diagnostics, parts_pages, wizard
+from hub.web import (
+    api,
+    audit,
+    broadcast_pages,
+    cloud_pages,
+    diagnostics,
+    live_pages,
+    parts_pages,
+    updates_pages,
+    wizard,
+)
 from hub.web.context import WebContext, flash
 
 STATIC_DIR = Path(str(resources.files("hub.web").joinpath("static")))
@@ -255,6 +265,9 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
     wizard.add_routes(app, ctx)
     broadcast_pages.add_routes(app, ctx)
     parts_pages.add_routes(app, ctx)
+    updates_pages.add_routes(app, ctx)
+    cloud_pages.add_routes(app, ctx)
+    live_pages.add_routes(app, ctx)
     api.add_routes(app, ctx)
 
 

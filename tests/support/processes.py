@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,12 +26,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_get(url: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+def http_get(
+    url: str, token: str | None = None, timeout: float = 5.0, context: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
@@ -45,16 +48,25 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.05, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        return http_get(url, timeout=1.0)[0] == 200
+        return http_get(url, timeout=1.0, context=context)[0] == 200
     except OSError:
         return False
 
 
 class CloudProcess:
-    def __init__(self, directory: Path, port: int | None = None, admin_token: str = "test-admin-token") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        admin_token: str = "test-admin-token",
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """tls: (certificate chain PEM, key PEM, the CA PEM that tests trust) to serve HTTPS."""
         self.directory = directory
+        self.tls = tls
+        self.context = ssl.create_default_context(cafile=str(tls[2])) if tls else None
         self.db = directory / "cloud.sqlite3"
         self.port = port or free_port()
         self.admin_token = admin_token
@@ -63,7 +75,7 @@ class CloudProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def add_hub(self, hub_id: str) -> str:
         out = subprocess.run(
@@ -74,12 +86,14 @@ class CloudProcess:
     def start(self) -> CloudProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
+            tls = ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])] if self.tls else []
+            serve = ["serve", "--port", str(self.port), "--admin-token", self.admin_token, *tls]
             self.proc = subprocess.Popen(
-                [HUB_CLOUD, "--db", str(self.db), "serve", "--port", str(self.port), "--admin-token", self.admin_token],
+                [HUB_CLOUD, "--db", str(self.db), *serve],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(lambda: _answers(self.url + "/healthz"), 20, what="the cloud to answer")
+        wait_until(lambda: _answers(self.url + "/healthz", self.context), 20, what="the cloud to answer")
         return self
 
     def kill(self) -> None:
@@ -96,7 +110,7 @@ class CloudProcess:
                 self.kill()
 
     def admin(self, path: str) -> Any:
-        status, body = http_get(self.url + path, token=self.admin_token)
+        status, body = http_get(self.url + path, token=self.admin_token, context=self.context)
         assert status == 200, (status, body)
         return json.loads(body)
 

@@ -117,6 +117,9 @@ def test_health_endpoints(tmp_path: Path) -> None:
         report = hub.health()
         assert report["hub_id"] == "thon-health"
         expected = {"store", "web", "relays", "lighting", "audio", "broadcast", "sensors", "sync", "telemetry"}
+        expected |= {"commands", "cloud_clock"}  # the command inbox and the clock check (issue #8)
+        expected |= {"live"}  # WebRTC live sessions (issue #8), on by default: idle until a live.start
+        expected |= {"ota"}  # over-the-air updates (issue #9): "off" here, the hub does not run from a slot
         assert set(report["services"]) == expected
         for name, service in report["services"].items():
             assert service["state"] == "running", name

@@ -26,7 +26,8 @@ TMPFILES = SYSTEMD_DIR / "village-hub.tmpfiles.conf"
 SERVICE_USER = "village-hub"
 DATA_DIR = "/var/lib/village-hub"
 CONFIG_DIR = "/etc/village-hub"
-EXEC_START = "/opt/village-hub/venv/bin/hub run"
+EXEC_START = "/opt/village-hub/current/bin/python3 -m hub run"
+OTA_ROOT = "/opt/village-hub"  # A/B slots and the update state (ota/slots.py)
 CAPABILITIES = {"CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"}
 HARDWARE_GROUPS = {"gpio", "i2c", "dialout", "audio", "video"}
 # Groups every Debian bookworm system has (base-passwd; systemd's basic.conf), so a sysusers `m` line
@@ -248,6 +249,11 @@ def test_unit_is_a_notify_service_with_watchdog(unit: Unit) -> None:
     assert re.fullmatch(r"\d+s?", watchdog), watchdog
     assert int(watchdog.rstrip("s")) > 0
     assert last(unit, "Service", "ExecStart") == EXEC_START
+    # The boot guard runs before every start, from its stable copy, and never blocks the start ("-").
+    guard = last(unit, "Service", "ExecStartPre")
+    assert guard is not None
+    assert guard.startswith("-/usr/bin/python3 ")
+    assert f"{OTA_ROOT}/guard/guard.py --root {OTA_ROOT}" in guard
 
 
 def test_unit_restarts_forever(unit: Unit) -> None:
@@ -287,7 +293,7 @@ def test_unit_is_hardened(unit: Unit) -> None:
 def test_unit_writes_only_to_the_data_dir(unit: Unit) -> None:
     writable = [path.lstrip("-+") for path in list_setting(unit, "Service", "ReadWritePaths")]
     assert DATA_DIR in writable
-    assert set(writable) <= {DATA_DIR}, f"more writable paths than the data dir: {writable}"
+    assert set(writable) <= {DATA_DIR, OTA_ROOT}, f"more writable paths than the data dir and OTA root: {writable}"
     assert last(unit, "Service", "StateDirectory") == Path(DATA_DIR).name
 
 

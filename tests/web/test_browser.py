@@ -236,7 +236,8 @@ def test_accessibility_smoke(page: Any, hub: HubProcess) -> None:
     page.goto(hub.url + "/")
     results = {"setup": axe.run(page)}
     first_run(page, hub)
-    for path in ("/", "/wizard", "/broadcast", "/relays", "/lighting", "/sensors", "/logs", "/network", "/account"):
+    pages = ("/", "/wizard", "/broadcast", "/relays", "/lighting", "/sensors", "/logs", "/network", "/account")
+    for path in (*pages, "/cloud", "/live", "/updates", "/cameras", "/portal", "/audit"):
         page.goto(hub.url + path)
         results[path] = axe.run(page)
     page.context.clear_cookies()
