@@ -144,14 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         assert proc is not None
         # the last one idles with the cloud connected
         health_url = f"http://127.0.0.1:{port}/api/health"
+        # /api/health needs a login or the local token that only the service user (here: us) can read
+        token = (parent / "data" / "local-api.token").read_text(encoding="utf-8").strip()
         until = time.monotonic() + 20
-        while link(http_json(health_url)) != "connected" and time.monotonic() < until:
+        while link(http_json(health_url, token)) != "connected" and time.monotonic() < until:
             time.sleep(0.1)
         print(f"  idling {idle_s:g} s with the cloud connected ...", file=sys.stderr, flush=True)
         cpu0 = cpu_seconds(proc.pid)
         time.sleep(idle_s)
         idle_cpu = cpu_seconds(proc.pid) - cpu0
-        final_link = link(http_json(health_url))
+        final_link = link(http_json(health_url, token))
         memory = proc_status(proc.pid)
         runs[-1].stop_s = stop(proc)
         proc = None
