@@ -4,7 +4,6 @@ log in, send an announcement, see it queued; the live view's script builds a rea
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,24 +12,19 @@ from typing import Any
 import pytest
 
 from tests.cloud.conftest import CloudServer
+from tests.support.browser import chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
 TEXT = "Thông báo của xã: sáng mai họp thôn lúc 8 giờ"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:  # a failure, not a skip: where these tests are selected, the browser must be there
-        pytest.fail("the browser tests need Debian's chromium (apt-get install chromium); .ci/run installs it")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def commands(cloud: CloudServer, hub_id: str) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ microphone to the hub as a live announcement."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,34 +12,27 @@ from typing import Any
 
 import pytest
 
-from tests.live.rig import make_clip, need_host_address
+from tests.live.rig import live_hub_extra, make_clip, need_host_address
+from tests.support.browser import chromium
 from tests.support.processes import CloudProcess, HubProcess, wait_until, write_hub_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.webrtc, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
 HUB_ID = "thon-xem-truc-tiep"
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:  # a failure, not a skip: where these tests are selected, the browser must be there
-        pytest.fail("the browser tests need Debian's chromium (apt-get install chromium); .ci/run installs it")
-    with playwright_api.sync_playwright() as p:
-        # Host candidates as addresses, not mDNS names: the hub's ICE agent then needs no multicast resolver.
-        # A fake microphone (a beep) that needs no permission prompt, for the live announcement.
-        args = [
-            "--no-sandbox",
-            "--disable-features=WebRtcHideLocalIpsWithMdns",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-        ]
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    # Host candidates as addresses, not mDNS names: the hub's ICE agent then needs no multicast resolver.
+    # A fake microphone (a beep) that needs no permission prompt, for the live announcement.
+    with chromium(
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ) as browser:
+        yield browser
 
 
 def live_records(cloud: CloudProcess) -> list[str]:
@@ -53,23 +45,7 @@ def test_the_browser_watches_a_hub_camera_through_the_cloud(browser: Any, tmp_pa
     cloud = CloudProcess(tmp_path / "cloud").start()
     try:
         token = cloud.add_hub(HUB_ID)
-        extra = f"""
-[commands]
-poll_wait_s = 2.0
-
-[camera.detector]
-enabled = false
-
-[[camera.cameras]]
-name = "cong-lang"
-url = "{clip}"
-loop = true
-
-[live]
-width = 320
-height = 240
-fps = 10
-"""
+        extra = live_hub_extra(clip)
         hub = HubProcess(write_hub_config(tmp_path / "hub", HUB_ID, cloud_url=cloud.url, token=token, extra=extra))
         hub.start()
         try:

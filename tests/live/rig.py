@@ -76,6 +76,27 @@ def make_clip(path: Path, seconds: float = 2.0) -> Path:
     return write_video(path, images, CLIP_FPS, gop_s=0.5)
 
 
+def live_hub_extra(clip: Path) -> str:
+    """hub.toml for a hub process with one camera playing `clip` (no detector) and a small, quick live view."""
+    return f"""
+[commands]
+poll_wait_s = 2.0
+
+[camera.detector]
+enabled = false
+
+[[camera.cameras]]
+name = "cong-lang"
+url = "{clip}"
+loop = true
+
+[live]
+width = 320
+height = 240
+fps = 10
+"""
+
+
 class LiveRig:
     def __init__(
         self,

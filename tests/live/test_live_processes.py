@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloud.live_client import CloudSignal, LiveError, Viewer, start
-from tests.live.rig import make_clip, need_host_address, wait_for
+from tests.live.rig import live_hub_extra, make_clip, need_host_address, wait_for
 from tests.support.processes import HUB_CLOUD, CloudProcess, HubProcess, wait_until, write_hub_config
 
 pytestmark = [pytest.mark.webrtc, pytest.mark.slow]
@@ -32,23 +32,7 @@ def cloud(tmp_path: Path) -> Iterator[CloudProcess]:
 async def test_live_view_through_the_cloud_inbox(cloud: CloudProcess, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
     token = cloud.add_hub(HUB_ID)
-    extra = f"""
-[commands]
-poll_wait_s = 2.0
-
-[camera.detector]
-enabled = false
-
-[[camera.cameras]]
-name = "cong-lang"
-url = "{clip}"
-loop = true
-
-[live]
-width = 320
-height = 240
-fps = 10
-"""
+    extra = live_hub_extra(clip)
     hub = HubProcess(write_hub_config(tmp_path / "hub", HUB_ID, cloud_url=cloud.url, token=token, extra=extra))
     hub.start()
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +13,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import chromium
 from tests.support.processes import CloudProcess, HubProcess, http_get, wait_until, write_hub_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
 
 PASSWORD = "loa-thôn-2026"
 USER = "kythuat"
@@ -67,14 +67,8 @@ kind = "dusk_dawn"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:  # a failure, not a skip: where these tests are selected, the browser must be there
-        pytest.fail("the browser tests need Debian's chromium (apt-get install chromium); .ci/run installs it")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
