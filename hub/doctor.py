@@ -61,8 +61,41 @@ def run_checks(config_path: Path) -> list[Check]:
     checks.append(_cloud(settings))
     checks.extend(_portal(settings))
     checks.extend(_camera_model(settings))
+    checks.append(_updates(settings))
     checks.extend(_running_hub(settings))
     return checks
+
+
+def _updates(settings: Settings) -> Check:
+    """The update slots as the boot guard sees them (state file and `current` link), whether or not the hub runs:
+    a trial that has not committed, or a release rolled back, is what a technician must know before anything."""
+    from hub.updates.status import status
+
+    ota = settings.ota
+    if not ota.enabled:
+        return Check("warn", "updates", "turned off (ota.enabled = false): this box gets no fixes")
+    report = status(ota.root)
+    if report["balena"]:
+        return Check("ok", "updates", f"balenaOS: the supervisor installs releases (running {report['version']})")
+    if not report["installed"]:
+        return Check("warn", "updates", f"not installed under {ota.root} (a developer's tree): no updates")
+    trial = report["trial"]
+    if trial:
+        return Check(
+            "warn",
+            "updates",
+            f"slot {report['slot']} runs {report['version']} on trial ({trial.get('boots', 0)} start(s)); "
+            f"slot {report['previous_slot']} ({report['previous_version']}) is the fallback",
+        )
+    if not ota.trusted_root.is_file():
+        return Check("fail", "updates", f"no TUF root of trust at {ota.trusted_root}: updates cannot be verified")
+    last = report["last_result"] or {}
+    text = f"slot {report['slot']} runs {report['version']}"
+    if last.get("result") == "rolled-back":
+        return Check("warn", "updates", f"{text}; {last.get('failed_version')} was rolled back: {last.get('reason')}")
+    if last.get("result") in ("rollback-impossible", "state-unreadable"):
+        return Check("fail", "updates", f"{text}; last update: {last['result']} {last.get('reason') or ''}".strip())
+    return Check("ok", "updates", text + (f"; last update: {last['result']} {last.get('version')}" if last else ""))
 
 
 def _camera_model(settings: Settings) -> list[Check]:
