@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloud.store import SCHEMA as HUBS_SCHEMA
+from cloud.store import set_hub_token
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrollments (
     code_sha256 TEXT PRIMARY KEY,
@@ -97,6 +100,8 @@ class CommandStore:
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.execute("PRAGMA busy_timeout = 10000")
         self._conn.executescript(SCHEMA)
+        # Enrollment writes the hub's token in the same transaction that uses the code: the hubs table must exist.
+        self._conn.executescript(HUBS_SCHEMA)
         self._lock = threading.Lock()
         self.media_dir = db_path.with_name(db_path.name + ".media")
         self.diagnostics_dir = db_path.with_name(db_path.name + ".diagnostics")
@@ -129,9 +134,10 @@ class CommandStore:
             )
         return Enrollment(hub_id, code, now + ttl_s)
 
-    def consume_enrollment(self, code: str, hub_id: str) -> str:
-        """The hub id the code was issued for, the code marked used in the same transaction (a second use, even
-        a concurrent one, is refused). EnrollError with the HTTP status otherwise."""
+    def consume_enrollment(self, code: str, hub_id: str, token: str) -> str:
+        """The hub id the code was issued for; the code is marked used and `token` made the hub's in the same
+        transaction (a second use, even a concurrent one, is refused; a failure leaves the code usable).
+        EnrollError with the HTTP status otherwise."""
         digest = code_hash(code)
         now = time.time()
 
@@ -149,6 +155,7 @@ class CommandStore:
             if hub_id and hub_id != owner:
                 raise EnrollError(403, f"hub_id: this code is for hub {owner!r}, not {hub_id!r}")
             conn.execute("UPDATE enrollments SET used_at = ? WHERE code_sha256 = ?", (now, digest))
+            set_hub_token(conn, owner, token)
             return str(owner)
 
         result: str = self._tx(op)

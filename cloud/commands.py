@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import secrets
 import time
 import urllib.parse
 from pathlib import Path
@@ -159,11 +160,11 @@ async def enroll(request: web.Request) -> web.Response:
         return _json_error(401, "code: missing enrollment code")
     if hub_id is not None and not isinstance(hub_id, str):
         return _json_error(400, "hub_id: expected a string")
+    token = secrets.token_urlsafe(32)
     try:
-        owner = await asyncio.to_thread(request.app[COMMANDS_KEY].consume_enrollment, code, hub_id or "")
+        owner = await asyncio.to_thread(request.app[COMMANDS_KEY].consume_enrollment, code, hub_id or "", token)
     except EnrollError as exc:
         return _json_error(exc.status, str(exc))
-    token = await asyncio.to_thread(request.app[STORE_KEY].add_hub, owner)
     return web.json_response({"hub_id": owner, "token": token})
 
 

@@ -44,6 +44,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def set_hub_token(conn: sqlite3.Connection, hub_id: str, token: str) -> None:
+    """Register a hub, or replace its token (the old one stops working at once)."""
+    conn.execute(
+        "INSERT INTO hubs (hub_id, token_sha256, created_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (hub_id) DO UPDATE SET token_sha256 = excluded.token_sha256",
+        (hub_id, token_hash(token), time.time()),
+    )
+
+
 @dataclass(frozen=True)
 class IngestResult:
     hub_id: str
@@ -72,11 +81,7 @@ class CloudStore:
     def add_hub(self, hub_id: str, token: str | None = None) -> str:
         token = token or secrets.token_urlsafe(32)
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO hubs (hub_id, token_sha256, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (hub_id) DO UPDATE SET token_sha256 = excluded.token_sha256",
-                (hub_id, token_hash(token), time.time()),
-            )
+            set_hub_token(self._conn, hub_id, token)
         return token
 
     def hub_for_token(self, token: str) -> str | None:

@@ -82,7 +82,7 @@ def test_an_expired_code_is_refused(tmp_path: Path) -> None:
     try:
         code = store.add_enrollment("thon-cu", ttl_s=-1).code
         with pytest.raises(EnrollError, match="expired") as refused:
-            store.consume_enrollment(code, "thon-cu")
+            store.consume_enrollment(code, "thon-cu", "a-token-that-is-never-given")
         assert refused.value.status == 410
     finally:
         store.close()
