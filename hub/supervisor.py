@@ -64,6 +64,8 @@ class _Runner:
 
     async def _crashed(self, exc: Exception, ran_for: float) -> None:
         svc = self.service
+        # Not "running" from here on: health must never report a crashed service as running while stop() runs.
+        self.status.state = ServiceState.BACKOFF
         self.status.restarts += 1
         self.status.last_error = f"{type(exc).__name__}: {exc}"
         self.status.last_error_at = time.time()
@@ -80,7 +82,6 @@ class _Runner:
             self._delay = self.settings.restart_initial_s
         delay = self._delay
         self._delay = min(self._delay * 2, self.settings.restart_max_s)
-        self.status.state = ServiceState.BACKOFF
         self.status.next_restart_in = delay
         self.bus.publish("supervisor.service_crashed", service=svc.name, error=self.status.last_error, delay=delay)
         with contextlib.suppress(TimeoutError):

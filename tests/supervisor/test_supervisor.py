@@ -165,3 +165,48 @@ async def test_stop_is_prompt() -> None:
     await supervisor.stop(timeout=1)
     assert time.monotonic() - started < 1.0
     assert all(h["state"] == "stopped" for h in supervisor.health().values())
+
+
+class SlowToRelease(Service):
+    """Crashes once; its stop() (releasing the hardware) takes until the test lets it finish."""
+
+    name = "slow_release"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashed = False
+        self.releasing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self) -> None:
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("amplifier relay stuck")
+        while True:
+            self.beat()
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if not self.release.is_set():
+            self.releasing.set()
+            await self.release.wait()
+
+
+async def test_a_crashed_service_is_not_reported_running_while_it_releases_its_resources() -> None:
+    service = SlowToRelease()
+    bus = EventBus()
+    supervisor = Supervisor([service], SupervisorSection(restart_initial_s=0.05), bus)
+    supervisor.start()
+    try:
+        await asyncio.wait_for(service.releasing.wait(), 2)
+        running = bus.subscribe("supervisor.service_running")  # the first start came before: only the restart counts
+        report = supervisor.health()["slow_release"]
+        assert report["restarts"] == 1
+        assert report["state"] != "running", report
+        assert "amplifier relay stuck" in report["last_error"]
+        service.release.set()
+        await asyncio.wait_for(running.queue.get(), 2)
+        assert supervisor.health()["slow_release"]["state"] == "running"
+    finally:
+        service.release.set()
+        await supervisor.stop(timeout=1)
