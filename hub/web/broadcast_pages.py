@@ -17,14 +17,8 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 def add_routes(app: web.Application, ctx: WebContext) -> None:
     async def call(request: web.Request, command: str, audit: str, **data: Any) -> dict[str, Any] | None:
         """Run a broadcast command for the technician; a refusal is shown on the page in the service's words."""
-        try:
-            result = await ctx.bus.call(f"broadcast.{command}", who=ctx.actor(request), **data)
-        except CommandError as exc:
-            flash(request, "error", str(exc))
-            await ctx.audit(request, audit, **{k: v for k, v in data.items() if k != "items"}, error=str(exc))
-            return None
-        await ctx.audit(request, audit, **{k: v for k, v in data.items() if k != "items"})
-        return result
+        details = {k: v for k, v in data.items() if k != "items"}
+        return await ctx.run_command(request, f"broadcast.{command}", action=audit, details=details, **data)
 
     async def page(request: web.Request) -> web.StreamResponse:
         health = ctx.health()

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from hub.bus import EventBus
+from hub.bus import CommandError, EventBus
 from hub.config.settings import Secrets, Settings
 from hub.logbuffer import LogBuffer
 from hub.store import Store
@@ -100,6 +100,34 @@ class WebContext:
 
     async def audit(self, request: web.Request, action: str, **details: Any) -> None:
         await audit.record(self.store, self.actor(request), request.remote or "?", action, **details)
+
+    async def run_command(
+        self,
+        request: web.Request,
+        command: str,
+        *,
+        action: str | None = None,
+        details: dict[str, Any] | None = None,
+        recorded: tuple[str, ...] = (),
+        **data: Any,
+    ) -> dict[str, Any] | None:
+        """Run a service's bus command for the technician, in their name, and audit it either way.
+
+        A refusal is flashed in the service's own words (it names what is wrong) and gives None. The audit entry
+        holds `details` (default: the command's arguments) and, on success, the `recorded` fields of the result
+        (what the service actually did, e.g. the resolved end of an override).
+        """
+        action = action or command
+        details = dict(data if details is None else details)
+        try:
+            result: dict[str, Any] = await self.bus.call(command, who=self.actor(request), **data)
+        except CommandError as exc:
+            flash(request, "error", str(exc))
+            await self.audit(request, action, **details, error=str(exc))
+            return None
+        details.update({key: result.get(key) for key in recorded})
+        await self.audit(request, action, **details)
+        return result
 
 
 def session_flash(request: web.Request) -> list[tuple[str, str]]:

@@ -32,13 +32,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
     async def live_stop(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         session = str(form.get("session") or "")
-        try:
-            await ctx.bus.call("live.stop", session=session, who=ctx.actor(request))
-        except CommandError as exc:
-            flash(request, "error", str(exc))
-            await ctx.audit(request, "live.stop", session=session, error=str(exc))
-        else:
-            await ctx.audit(request, "live.stop", session=session)
+        if await ctx.run_command(request, "live.stop", session=session) is not None:
             _ = ctx.catalogs.gettext(ctx.language(request))
             flash(request, "ok", _("Live session stopped."))
         raise web.HTTPSeeOther("/live")

@@ -18,7 +18,6 @@ from typing import Any
 from aiohttp import web
 
 from hub import sysinfo
-from hub.bus import CommandError
 from hub.logbuffer import LEVELS
 from hub.web import (
     api,
@@ -83,13 +82,16 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
         form = await request.post()
         relay = str(form.get("relay") or "")
         _ = ctx.catalogs.gettext(ctx.language(request))
-        try:
-            result = await ctx.bus.call("relays.test", relay=relay, seconds=3, who=ctx.actor(request))
-        except CommandError as exc:
-            flash(request, "error", str(exc))
-            await ctx.audit(request, "relay.test", relay=relay, error=str(exc))
-        else:
-            await ctx.audit(request, "relay.test", relay=relay, on=result["on"])
+        result = await ctx.run_command(
+            request,
+            "relays.test",
+            action="relay.test",
+            details={"relay": relay},
+            recorded=("on",),
+            relay=relay,
+            seconds=3,
+        )
+        if result is not None:
             state = _("on") if result["on"] else _("off")
             flash(request, "ok", _("{relay}: switched {state} for 3 s.").format(relay=relay, state=state))
         raise web.HTTPSeeOther("/relays")
@@ -103,20 +105,17 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
         circuit = str(form.get("circuit") or "")
         on = form.get("state") == "on"
         until = str(form.get("until") or "") or None
-        try:
-            result = await ctx.bus.call(
-                "lighting.override",
-                circuit=circuit,
-                on=on,
-                until=until,
-                who=ctx.actor(request),
-                reason="technician page",
-            )
-        except CommandError as exc:
-            flash(request, "error", str(exc))
-            await ctx.audit(request, "lighting.override", circuit=circuit, on=on, until=until, error=str(exc))
-        else:
-            await ctx.audit(request, "lighting.override", circuit=circuit, on=on, until=result.get("until"))
+        result = await ctx.run_command(
+            request,
+            "lighting.override",
+            details={"circuit": circuit, "on": on, "until": until},
+            recorded=("until",),
+            circuit=circuit,
+            on=on,
+            until=until,
+            reason="technician page",
+        )
+        if result is not None:
             _ = ctx.catalogs.gettext(ctx.language(request))
             flash(request, "ok", _("{circuit}: override set.").format(circuit=circuit))
         raise web.HTTPSeeOther("/lighting")
@@ -124,13 +123,9 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
     async def lighting_cancel(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         circuit = str(form.get("circuit") or "")
-        try:
-            await ctx.bus.call(
-                "lighting.cancel_override", circuit=circuit, who=ctx.actor(request), reason="technician page"
-            )
-        except CommandError as exc:
-            flash(request, "error", str(exc))
-        await ctx.audit(request, "lighting.cancel_override", circuit=circuit)
+        await ctx.run_command(
+            request, "lighting.cancel_override", details={"circuit": circuit}, circuit=circuit, reason="technician page"
+        )
         raise web.HTTPSeeOther("/lighting")
 
     async def sensors_page(request: web.Request) -> web.StreamResponse:
@@ -155,15 +150,14 @@ def add_routes(app: web.Application, ctx: WebContext, closing: asyncio.Event) ->
 
     async def irrigation_run(request: web.Request) -> web.StreamResponse:
         form = await request.post()
+        _ = ctx.catalogs.gettext(ctx.language(request))
+        text = str(form.get("seconds") or "").strip()
         try:
-            seconds = int(str(form.get("seconds") or "0"))
-            await ctx.bus.call("irrigation.run", seconds=seconds, who=ctx.actor(request))
-        except (ValueError, CommandError) as exc:
-            flash(request, "error", str(exc))
-            await ctx.audit(request, "irrigation.run", error=str(exc))
-        else:
-            await ctx.audit(request, "irrigation.run", seconds=seconds)
-            _ = ctx.catalogs.gettext(ctx.language(request))
+            seconds = int(text)
+        except ValueError:
+            flash(request, "error", _("seconds: {value!r} is not a whole number of seconds.").format(value=text))
+            raise web.HTTPSeeOther("/sensors") from None
+        if await ctx.run_command(request, "irrigation.run", seconds=seconds) is not None:
             flash(request, "ok", _("Irrigation started for {seconds} s.").format(seconds=seconds))
         raise web.HTTPSeeOther("/sensors")
 

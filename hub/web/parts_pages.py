@@ -42,25 +42,15 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
     async def portal_kick(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         client = str(form.get("id") or "")
-        try:
-            await ctx.bus.call("portal.kick", id=client, who=ctx.actor(request))
-        except CommandError as exc:
-            flash(request, "error", str(exc))
-            await ctx.audit(request, "portal.kick", client=client, error=str(exc))
-        else:
-            await ctx.audit(request, "portal.kick", client=client)
+        await ctx.run_command(request, "portal.kick", details={"client": client}, id=client)
         raise web.HTTPSeeOther("/portal")
 
     async def portal_notices(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         lines = [line.strip() for line in str(form.get("notices") or "").splitlines() if line.strip()]
-        try:
-            await ctx.bus.call("portal.set_notices", notices=lines[:MAX_NOTICES], who=ctx.actor(request))
-        except CommandError as exc:
-            flash(request, "error", str(exc))
-            await ctx.audit(request, "portal.set_notices", error=str(exc))
-        else:
-            await ctx.audit(request, "portal.set_notices", count=len(lines[:MAX_NOTICES]))
+        notices = lines[:MAX_NOTICES]
+        saved = await ctx.run_command(request, "portal.set_notices", details={"count": len(notices)}, notices=notices)
+        if saved is not None:
             _ = ctx.catalogs.gettext(ctx.language(request))
             flash(request, "ok", _("Notices saved."))
         raise web.HTTPSeeOther("/portal")

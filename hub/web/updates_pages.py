@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hub.bus import CommandError
 from hub.web.context import WebContext, flash
 
 
@@ -29,14 +28,8 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
         async def handler(request: web.Request) -> web.StreamResponse:
             await request.post()
             _ = ctx.catalogs.gettext(ctx.language(request))
-            try:
-                await ctx.bus.call(name, who=ctx.actor(request))
-            except CommandError as exc:
-                flash(request, "error", str(exc))
-                await ctx.audit(request, name, error=str(exc))
-            else:
+            if await ctx.run_command(request, name) is not None:
                 flash(request, "ok", _(done))
-                await ctx.audit(request, name)
             raise web.HTTPSeeOther("/updates")
 
         return handler

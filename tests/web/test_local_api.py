@@ -4,6 +4,7 @@ lighting service on the same bus and store."""
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from hub.bus import EventBus
 from hub.config.settings import ManagementSection
 from hub.lighting.service import LightingService
 from hub.store import Store
-from hub.web import auth_routes
+from hub.web import audit, auth_routes
 from hub.web.server import ManagementServer
 from tests.lighting.village import PLACE, STREET, lighting
 from tests.support.web import make_context
@@ -102,3 +103,36 @@ async def test_refusals_are_clear_and_change_nothing(served: Any) -> None:
     no_csrf = await client.post("/api/commands/lighting.override", json={"circuit": STREET, "on": True})
     assert no_csrf.status == 403
     assert store.get_state("lighting.overrides", {}) in ({}, None)
+
+
+async def page_csrf(client: TestClient[web.Request, web.Application], path: str) -> str:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', await (await client.get(path)).text())
+    assert token, path
+    return token.group(1)
+
+
+async def test_technician_page_buttons_run_commands_in_the_users_name_and_audit_the_outcome(served: Any) -> None:
+    client, store, _ = served
+    token = await page_csrf(client, "/lighting")
+    done = await client.post(
+        "/lighting/override", data={"csrf_token": token, "circuit": STREET, "state": "on", "until": "2099-01-01T23:00"}
+    )
+    assert done.status == 200  # followed the redirect back to the lighting page
+    assert 'class="flash ok"' in await done.text()
+    assert store.get_state("lighting.overrides", {})[STREET]["who"] == "kythuat"
+    refused = await client.post("/lighting/cancel", data={"csrf_token": token, "circuit": "đèn ma"})
+    assert "unknown circuit 'đèn ma'" in html.unescape(await refused.text())  # the service's words, on the page
+    entries = {row["action"]: row["details"] for row in audit.recent(store, 10)}
+    assert entries["lighting.override"]["circuit"] == STREET
+    assert entries["lighting.override"]["until"].startswith("2099-01-01T23:00:00")  # as the service resolved it
+    assert "unknown circuit 'đèn ma'" in entries["lighting.cancel_override"]["error"]
+
+
+async def test_irrigation_form_names_a_duration_that_is_not_a_number(served: Any) -> None:
+    client, store, _ = served
+    token = await page_csrf(client, "/sensors")
+    response = await client.post("/irrigation/run", data={"csrf_token": token, "seconds": "mười"})
+    assert response.status == 200
+    shown = html.unescape(await response.text())
+    assert "Số giây: 'mười' không phải là một số giây nguyên." in shown  # the page speaks Vietnamese by default
+    assert not [row for row in audit.recent(store, 10) if row["action"] == "irrigation.run"]  # nothing was run
