@@ -17,7 +17,7 @@ import secrets
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -31,6 +31,7 @@ MAX_MEDIA_BYTES = 200 * 1024 * 1024
 MAX_DIAGNOSTICS_BYTES = 64 * 1024 * 1024
 MAX_TTL_S = 30 * 86_400.0
 KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+N = TypeVar("N", int, float)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 RESULT_STATUSES = FINAL
 
@@ -73,37 +74,21 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _query_float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+def _query_number(request: web.Request, name: str, default: N, low: N, high: N) -> N:
+    """A bounded number from the query string, of the default's type; anything else is a 400 naming the parameter."""
     raw = request.query.get(name)
     if raw is None:
         return default
+    noun = "an integer" if isinstance(default, int) else "a number"
     try:
-        value = float(raw)
+        value = type(default)(raw)
     except ValueError:
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{name}: expected a number"}), content_type="application/json"
+            text=json.dumps({"error": f"{name}: expected {noun}"}), content_type="application/json"
         ) from None
     if not math.isfinite(value) or not low <= value <= high:
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{name}: expected a number from {low:g} to {high:g}"}),
-            content_type="application/json",
-        )
-    return value
-
-
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{name}: expected an integer"}), content_type="application/json"
-        ) from None
-    if not low <= value <= high:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{name}: expected an integer from {low} to {high}"}),
+            text=json.dumps({"error": f"{name}: expected {noun} from {low} to {high}"}),
             content_type="application/json",
         )
     return value
@@ -207,8 +192,8 @@ async def queue_command(request: web.Request) -> web.Response:
 async def list_commands(request: web.Request) -> web.Response:
     _require_admin(request)
     hub_id = request.match_info["hub_id"]
-    after = _query_int(request, "after", 0, 0, 2**63 - 1)
-    limit = _query_int(request, "limit", 100, 1, 1000)
+    after = _query_number(request, "after", 0, 0, 2**63 - 1)
+    limit = _query_number(request, "limit", 100, 1, 1000)
     rows = await asyncio.to_thread(request.app[COMMANDS_KEY].commands, hub_id, after, limit)
     return web.json_response({"hub_id": hub_id, "commands": rows})
 
@@ -218,7 +203,7 @@ async def get_command(request: web.Request) -> web.Response:
     _require_admin(request)
     hub_id = request.match_info["hub_id"]
     command_id = _command_id(request)
-    wait = _query_float(request, "wait", 0.0, 0.0, MAX_WAIT_S)
+    wait = _query_number(request, "wait", 0.0, 0.0, MAX_WAIT_S)
     store = request.app[COMMANDS_KEY]
     deadline = time.monotonic() + wait
     while True:
@@ -238,9 +223,9 @@ async def get_command(request: web.Request) -> web.Response:
 async def fetch_commands(request: web.Request) -> web.Response:
     """The hub's long poll: at once when it has commands above its cursor, else held up to `wait` seconds."""
     hub_id = _hub_of(request)
-    after = _query_int(request, "after", 0, 0, 2**63 - 1)
-    wait = _query_float(request, "wait", 0.0, 0.0, MAX_WAIT_S)
-    limit = _query_int(request, "limit", 100, 1, 1000)
+    after = _query_number(request, "after", 0, 0, 2**63 - 1)
+    wait = _query_number(request, "wait", 0.0, 0.0, MAX_WAIT_S)
+    limit = _query_number(request, "limit", 100, 1, 1000)
     store = request.app[COMMANDS_KEY]
     await asyncio.to_thread(request.app[STORE_KEY].touch, hub_id)  # a durable write: not on the event loop
     deadline = time.monotonic() + wait

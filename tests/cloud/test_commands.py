@@ -106,6 +106,26 @@ def test_a_bad_command_is_refused_naming_the_field(cloud: CloudServer, body: dic
     assert resp.error.startswith(field + ":"), resp.error
 
 
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("after=two", "after: expected an integer"),
+        ("after=-1", "after: expected an integer from 0 to"),
+        ("limit=0", "limit: expected an integer from 1 to 1000"),
+        ("wait=soon", "wait: expected a number"),
+        ("wait=nan", "wait: expected a number from 0.0 to 30.0"),
+        ("wait=31", "wait: expected a number from 0.0 to 30.0"),
+    ],
+)
+def test_a_bad_poll_parameter_is_refused_naming_it(
+    cloud: CloudServer, hub: tuple[str, str], query: str, error: str
+) -> None:
+    _, token = hub
+    resp = cloud.request("GET", f"/api/v1/commands?{query}", token=token)
+    assert resp.status == 400
+    assert resp.error.startswith(error), resp.error
+
+
 def test_the_long_poll_answers_when_a_command_is_queued(
     cloud: CloudServer, hub: tuple[str, str], spec: dict[str, Any]
 ) -> None:
