@@ -12,7 +12,6 @@ tail of a file whose length was already extended), then fails.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 import urllib3
 
 from ota.errors import TargetError, TransportError
+from ota.manifest import sha256_file
 
 CHUNK = 64 * 1024
 FSYNC_EVERY = 4 * 1024 * 1024
@@ -76,14 +76,14 @@ class Fetcher:
     ) -> Path:
         """Download `url` to `dest` (resuming `dest.part`); returns `dest` once its size and hash match."""
         if dest.exists():
-            if dest.stat().st_size == size and _sha256(dest) == sha256:
+            if dest.stat().st_size == size and sha256_file(dest) == sha256:
                 return dest
             dest.unlink()
         part = dest.with_name(dest.name + ".part")
         for attempt in (1, 2):
             resumed = part.exists() and part.stat().st_size > 0
             self._download(url, part, size, progress)
-            if _sha256(part) == sha256:
+            if sha256_file(part) == sha256:
                 part.replace(dest)
                 if not self.batch:
                     fsync_dir(dest.parent)
@@ -192,14 +192,6 @@ class Fetcher:
         # Bounded read: we stopped at the declared size; one more byte means the server lies about it.
         if response.read(1):
             raise TargetError(f"{url}: server sent more than the {size} bytes of the signed manifest (endless data)")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
