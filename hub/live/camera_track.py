@@ -67,6 +67,7 @@ class CameraTrack(MediaStreamTrack):
         self._last_pts = -1
         self.frames_sent = 0
         self.frames_dropped = 0  # replaced by a newer one before the encoder took it
+        self.last_frame_mono: float | None = None  # when the camera last gave a frame (time.monotonic())
         self.source = VideoSource(
             url, self._on_frame, fps=fps, max_width=width, realtime=True, loop=loop, name=f"live-{name}"
         )
@@ -92,6 +93,7 @@ class CameraTrack(MediaStreamTrack):
     # ---- the event loop ---------------------------------------------------------------------------------
 
     def _offer(self, video: av.VideoFrame, captured: float) -> None:
+        self.last_frame_mono = time.monotonic()
         if self._frames.full():
             self._frames.get_nowait()
             self.frames_dropped += 1

@@ -11,7 +11,8 @@ Commands (bus, and the cloud's command kinds of the same names):
   live.stop {session, who?} -> {session, stopped, reason}
   live.list {} -> {sessions: [...]}
 A session ends when the operator stops it, when the peer leaves (connection failed/closed, or the voice
-track ended), when it has not connected within `connect_timeout_s`, or after `max_s`. Records:
+track ended), when it has not connected within `connect_timeout_s`, when a viewed camera has sent no frame for
+`no_picture_s`, or after `max_s`. Records:
 `live.started` and `live.ended` (operations class) in the outbox.
 """
 
@@ -395,6 +396,15 @@ class LiveService(Service):
             if session.connected_mono is None and now >= connect_by:
                 reason = f"the peer did not connect within {self.settings.connect_timeout_s:g} s"
                 break
+            if session.track is not None:
+                # A camera that cannot be opened (or went dark) would hold one of the few encoder slots with a
+                # black picture until max_s: end the session and say why instead.
+                last_frame = session.track.last_frame_mono or session.started_mono
+                if now - last_frame >= self.settings.no_picture_s:
+                    error = session.track.source.stats().last_error
+                    reason = f"camera {session.camera} sent no picture for {self.settings.no_picture_s:g} s"
+                    reason += f": {error}" if error else ""
+                    break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(session.stop_requested.wait(), min(0.5, max(0.01, deadline - now)))
         await self._end(session, reason, from_supervisor=True)

@@ -76,6 +76,13 @@ class LiveSettings(Section):
     max_sessions: int = Field(
         default=2, ge=1, le=16, title="Sessions at once", description="Each camera view costs one encoder's CPU."
     )
+    no_picture_s: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=600.0,
+        title="No-picture timeout (s)",
+        description="A camera view whose camera has sent no frame for this long is ended, freeing its encoder.",
+    )
     connect_timeout_s: float = Field(
         default=30.0,
         gt=0.0,

@@ -13,6 +13,7 @@ import pytest
 from cloud.live_client import Viewer, start
 from hub.bus import CommandError
 from tests.live.rig import LiveRig, make_clip, need_host_address, wait_for
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.webrtc
 
@@ -154,4 +155,21 @@ async def test_a_peer_that_never_connects_is_given_up(tmp_path: Path, clip: Path
             await viewer.close()
         [ended] = [p for kind, p in rig.outbox() if kind == "live.ended"]
     assert ended["reason"] == "the peer did not connect within 1 s"
+    assert ended["frames_sent"] == 0
+
+
+async def test_a_camera_that_sends_no_picture_ends_the_view_and_says_why(tmp_path: Path, clip: Path) -> None:
+    dark = [{"name": "cong-sau", "url": f"rtsp://127.0.0.1:{free_port()}/gate", "loop": False}]
+    async with LiveRig(tmp_path, None, cameras=dark, no_picture_s=2.0) as rig:
+        viewer = Viewer()
+        try:
+            result = await start(viewer, rig.signal, mode="camera", camera="cong-sau")
+            await wait_for(lambda: viewer.pc.connectionState == "connected", 20, "the viewer to connect")
+            assert result["session"] in rig.svc.sessions  # the session itself came up: only the picture is missing
+            await wait_for(lambda: not rig.svc.sessions, 20, "the hub to give up on the dark camera")
+        finally:
+            await viewer.close()
+        [ended] = [p for kind, p in rig.outbox() if kind == "live.ended"]
+    assert ended["reason"].startswith("camera cong-sau sent no picture for 2 s: "), ended["reason"]
+    assert "refused" in ended["reason"].lower() or "connect" in ended["reason"].lower(), ended["reason"]
     assert ended["frames_sent"] == 0
