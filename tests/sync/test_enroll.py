@@ -4,6 +4,7 @@ the install wizard's code enrolls the box by itself."""
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.enroll import read_token, write_token
 from hub.store import Store, Transaction
 from tests.support.processes import HUB, HUB_CLOUD, CloudProcess, HubProcess, wait_until, write_hub_config
 
@@ -114,3 +116,18 @@ def test_the_install_wizards_code_enrolls_the_box(cloud: CloudProcess, tmp_path:
         assert store.get_state("install.enrollment") is None  # a one-time code is not kept
     finally:
         store.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, as `sudo hub enroll` on a box")
+def test_a_token_written_by_root_belongs_to_the_data_dirs_owner(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o750)
+    os.chown(data_dir, 4321, 4321)  # what tmpfiles made for the village-hub user
+    old = write_token(data_dir, "the-first-token")
+    os.chown(old, 0, 0)  # a token left by an earlier version that wrote it as root
+    path = write_token(data_dir, "tok-đổi-mới")
+    info = path.stat()
+    assert (info.st_uid, info.st_gid) == (4321, 4321)  # the service can read it
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert read_token(data_dir) == "tok-đổi-mới"
+    assert not [p for p in data_dir.iterdir() if p.name.startswith(".cloud-token.")]  # no temporary file left
