@@ -15,7 +15,7 @@ from hub.config.settings import ManagementSection
 from hub.updates.service import UpdateService
 from hub.updates.settings import OtaSettings
 from hub.web.server import ManagementServer
-from tests.support.web import make_context
+from tests.support.web import health_report, make_context, service_report
 from tests.web.test_access import csrf_of, login, set_password
 
 DETAILS = {
@@ -35,27 +35,7 @@ DETAILS = {
 
 
 def health() -> dict[str, Any]:
-    return {
-        "status": "ok",
-        "problems": [],
-        "version": "0.9.1",
-        "uptime_s": 1.0,
-        "hardware": {"simulated": True, "board": "generic", "model": None, "machine": "x86_64"},
-        "previous_run": None,
-        "outbox": None,
-        "services": {
-            "ota": {
-                "ok": True,
-                "state": "running",
-                "critical": False,
-                "problems": [],
-                "restarts": 0,
-                "last_error": None,
-                "last_error_at": None,
-                "details": DETAILS,
-            }
-        },
-    }
+    return health_report({"ota": service_report(DETAILS)}, version="0.9.1")
 
 
 async def test_updates_panel_shows_the_slots_and_the_buttons_reach_the_service(tmp_path: Path) -> None:

@@ -31,3 +31,33 @@ def make_context(
         config_path=config,
         logs=LogBuffer(),
     )
+
+
+def service_report(details: dict[str, Any], problems: list[str] | None = None) -> dict[str, Any]:
+    """One service's entry in /api/health, as the supervisor reports a running one."""
+    return {
+        "ok": not problems,
+        "state": "running",
+        "critical": False,
+        "problems": list(problems or []),
+        "restarts": 0,
+        "last_error": None,
+        "last_error_at": None,
+        "details": details,
+    }
+
+
+def health_report(services: dict[str, Any] | None = None, version: str = "test") -> dict[str, Any]:
+    """A whole /api/health answer around the given services (status "degraded" when one has a problem)."""
+    services = services or {}
+    problems = [p for s in services.values() for p in s.get("problems", [])]
+    return {
+        "status": "degraded" if problems else "ok",
+        "problems": [],
+        "services": services,
+        "version": version,
+        "uptime_s": 1.0,
+        "hardware": {"simulated": True, "board": "generic", "model": None, "machine": "x86_64"},
+        "previous_run": None,
+        "outbox": None,
+    }

@@ -19,46 +19,26 @@ from hub.web import auth_routes
 from hub.web.context import WebContext
 from hub.web.server import ManagementServer
 from tests.support.processes import CloudProcess
-from tests.support.web import make_context
+from tests.support.web import health_report, make_context, service_report
 from tests.sync.cloud_admin import enrollment_code
 from tests.web.test_access import csrf_of, login, set_password
 
 HUB_ID = "thon-web"
 
 
-def service(details: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    return {
-        "ok": not problems,
-        "state": "running",
-        "critical": False,
-        "restarts": 0,
-        "last_error": None,
-        "last_error_at": None,
-        "details": details,
-        "problems": problems,
-    }
-
-
 def health() -> dict[str, Any]:
-    return {
-        "status": "degraded",
-        "problems": [],
-        "services": {
-            "sync": service({"link": "connected", "last_success_at": time.time()}, []),
-            "commands": service(
-                {"link": "connected", "counts": {"applied": 2, "rejected": 1}, "duplicates_ignored": 3}, []
+    return health_report(
+        {
+            "sync": service_report({"link": "connected", "last_success_at": time.time()}),
+            "commands": service_report(
+                {"link": "connected", "counts": {"applied": 2, "rejected": 1}, "duplicates_ignored": 3}
             ),
-            "cloud_clock": service(
+            "cloud_clock": service_report(
                 {"offset_s": -3650.0, "ntp_synchronised": False, "skewed": True, "checked_at": time.time()},
                 ["the hub's clock differs from the cloud's by -3650 s and NTP is not synchronised"],
             ),
-        },
-        "version": "test",
-        "uptime_s": 1.0,
-        "hardware": {"simulated": True, "board": "generic", "model": None, "machine": "x86_64"},
-        "previous_run": None,
-        "outbox": None,
-    }
+        }
+    )
 
 
 @pytest.fixture(autouse=True)

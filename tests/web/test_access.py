@@ -18,23 +18,14 @@ from hub.config.settings import ManagementSection
 from hub.web import auth_routes
 from hub.web.context import WebContext
 from hub.web.server import ManagementServer
-from tests.support.web import make_context
+from tests.support.web import health_report, make_context
 
 PASSWORD = "đèn-đường-2026"
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/setup"), ("POST", "/setup")}
 
 
 def health() -> dict[str, Any]:
-    return {
-        "status": "ok",
-        "problems": [],
-        "services": {},
-        "version": "test",
-        "uptime_s": 1.0,
-        "hardware": {"simulated": True, "board": "generic", "model": None, "machine": "x86_64"},
-        "previous_run": None,
-        "outbox": None,
-    }
+    return health_report()
 
 
 @pytest.fixture(autouse=True)
