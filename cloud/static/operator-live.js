@@ -5,6 +5,12 @@
 
 const root = document.getElementById("live");
 const hub = root.dataset.hub;
+// The page's language: the template puts each message in a data-t-* attribute, each state name in data-state-*.
+const text = root.dataset;
+function t(key, values = {}) {
+  return (text[key] || key).replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
+function stateName(state) { return text["state" + state.charAt(0).toUpperCase() + state.slice(1)] || state; }
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const statusLine = document.getElementById("status");
 const video = document.getElementById("video");
@@ -47,9 +53,9 @@ async function result(id, deadlineMs) {
     const command = await response.json();
     if (!response.ok) throw new Error(command.error || `HTTP ${response.status}`);
     if (["applied", "rejected", "expired", "failed"].includes(command.status)) return command;
-    say(`Waiting for the hub (command ${id} ${command.status})…`);
+    say(t("tWaiting", { id, status: stateName(command.status) }));
   }
-  throw new Error("the hub did not answer within a minute");
+  throw new Error(t("tNoAnswer"));
 }
 
 async function start(mode) {
@@ -57,10 +63,10 @@ async function start(mode) {
   const ice = document.getElementById("ice").value.trim();
   const iceServers = ice ? [{ urls: ice }] : [];
   pc = new RTCPeerConnection({ iceServers });
-  const connected = mode === "camera" ? "Connected: live video." : "Connected: speak now.";
+  const connected = t(mode === "camera" ? "tConnectedCamera" : "tConnectedSpeak");
   pc.addEventListener("connectionstatechange", () => {
     const state = pc ? pc.connectionState : "closed";
-    say(state === "connected" ? connected : `Connection ${state}.`);
+    say(state === "connected" ? connected : t("tConnection", { state: stateName(state) }));
     if (pc && ["failed", "closed"].includes(pc.connectionState)) stop();
   });
   if (mode === "camera") {
@@ -70,7 +76,7 @@ async function start(mode) {
     microphone = await navigator.mediaDevices.getUserMedia({ audio: true });
     for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
   }
-  say("Gathering network candidates…");
+  say(t("tGathering"));
   await pc.setLocalDescription(await pc.createOffer());
   await gatheringComplete(pc, 5000);
   const body = { mode, session: crypto.randomUUID(), offer: { sdp: pc.localDescription.sdp, type: "offer" } };
@@ -79,11 +85,13 @@ async function start(mode) {
   if (iceServers.length) body.ice_servers = iceServers;
   const queued = await post("/live/start", body);
   session = queued.session;
-  say(`Offer sent as command ${queued.id}; waiting for the hub…`);
+  say(t("tOfferSent", { id: queued.id }));
   const command = await result(queued.id, Date.now() + 65000);
-  if (command.status !== "applied") throw new Error(`the hub answered ${command.status}: ${command.error || ""}`);
+  if (command.status !== "applied") {
+    throw new Error(t("tRefused", { status: stateName(command.status), error: command.error || "" }));
+  }
   await pc.setRemoteDescription(command.result.answer);
-  if (pc.connectionState === "connected") say(connected); else say("Answer received; connecting…");
+  if (pc.connectionState === "connected") say(connected); else say(t("tAnswer"));
 }
 
 async function stop() {
@@ -94,12 +102,12 @@ async function stop() {
   video.srcObject = null;
   busy(false);
   if (ending) {
-    try { await post("/live/stop", { session: ending }); say("Stopped."); } catch (e) { say(`Stop: ${e.message}`); }
+    try { await post("/live/stop", { session: ending }); say(t("tStopped")); } catch (e) { say(t("tStopFailed", { error: e.message })); }
   }
 }
 
 function run(mode) {
-  start(mode).catch(async (error) => { await stop(); say(`Failed: ${error.message}`); });
+  start(mode).catch(async (error) => { await stop(); say(t("tFailed", { error: error.message })); });
 }
 
 buttons.watch.addEventListener("click", () => run("camera"));

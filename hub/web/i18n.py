@@ -4,6 +4,7 @@ Jinja2 environment per language.
 The source strings are English; `locale/vi/LC_MESSAGES/*.po` translate them: `messages.po` for the page's core
 and one catalog per later part (`ota.po`, `cloud.po`, …), so parts built side by side never edit the same file.
 The catalogs are merged and compiled in memory at start, so there is no build step and no stale .mo file.
+The reference cloud's operator console uses the same code with `package="cloud"` (its templates/ and locale/).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ DEFAULT_LANGUAGE = "vi"
 DOMAIN = "messages"
 
 
-def read_catalog(language: str) -> Catalog:
+def read_catalog(language: str, package: str = "hub.web") -> Catalog:
     """messages.po, then every other .po of the language in name order; a msgid in two files keeps the first."""
-    folder = resources.files("hub.web").joinpath(f"locale/{language}/LC_MESSAGES")
+    folder = resources.files(package).joinpath(f"locale/{language}/LC_MESSAGES")
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".po"))
     names.sort(key=lambda n: n != f"{DOMAIN}.po")
     merged = Catalog(locale=language, domain=DOMAIN, charset="utf-8")
@@ -40,10 +41,10 @@ def read_catalog(language: str) -> Catalog:
     return merged
 
 
-def load_translations(language: str) -> gettext.NullTranslations:
+def load_translations(language: str, package: str = "hub.web") -> gettext.NullTranslations:
     if language == "en":
         return gettext.NullTranslations()
-    catalog = read_catalog(language)
+    catalog = read_catalog(language, package)
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)
@@ -51,12 +52,12 @@ def load_translations(language: str) -> gettext.NullTranslations:
 
 
 class Catalogs:
-    def __init__(self, filters: dict[str, Callable[..., Any]] | None = None) -> None:
-        self.translations = {lang: load_translations(lang) for lang in LANGUAGES}
+    def __init__(self, filters: dict[str, Callable[..., Any]] | None = None, package: str = "hub.web") -> None:
+        self.translations = {lang: load_translations(lang, package) for lang in LANGUAGES}
         self.environments: dict[str, jinja2.Environment] = {}
         for lang, translations in self.translations.items():
             env = jinja2.Environment(
-                loader=jinja2.PackageLoader("hub.web", "templates"),
+                loader=jinja2.PackageLoader(package, "templates"),
                 autoescape=True,
                 extensions=["jinja2.ext.i18n"],
                 undefined=jinja2.StrictUndefined,

@@ -54,15 +54,21 @@ def multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]]
 
 
 class OperatorClient:
-    def __init__(self, cloud: CloudServer) -> None:
+    """`language`: the Accept-Language it sends (None: none, as a browser with no preference); English by default,
+    so the tests that check the console's behaviour read its English texts."""
+
+    def __init__(self, cloud: CloudServer, language: str | None = "en") -> None:
         self.cloud = cloud
+        self.language = language
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(
             urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()
         )
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Page:
-        req = urllib.request.Request(self.cloud.base_url + path, data=body, method=method, headers=headers or {})
+        sent = {"Accept-Language": self.language} if self.language else {}
+        sent.update(headers or {})
+        req = urllib.request.Request(self.cloud.base_url + path, data=body, method=method, headers=sent)
         try:
             with self.opener.open(req, timeout=30) as resp:
                 cookies = resp.headers.get_all("Set-Cookie") or []

@@ -49,7 +49,7 @@ def test_the_browser_watches_a_hub_camera_through_the_cloud(browser: Any, tmp_pa
         hub = HubProcess(write_hub_config(tmp_path / "hub", HUB_ID, cloud_url=cloud.url, token=token, extra=extra))
         hub.start()
         try:
-            page = browser.new_page()
+            page = browser.new_page(locale="en-US")  # the status texts below are the English ones
             page.goto(f"{cloud.url}/operator/hubs/{HUB_ID}/live")
             page.fill("input[name=token]", cloud.admin_token)
             page.click("button[type=submit]")
