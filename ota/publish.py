@@ -91,7 +91,7 @@ def _copy_distribution(name: str, site: Path) -> int:
 
 
 def build_slot(slot: Path, source: Path, deps: str = "copy", constraints: Path | None = None) -> Path:
-    """A relocatable slot tree (see module doc); started as `<slot>/bin/python3 -m hub run`."""
+    """A relocatable slot tree (see module doc); started as `<slot>/bin/python3 -P -m hub run`."""
     if slot.exists() and any(slot.iterdir()):
         raise FileExistsError(f"{slot} is not empty")
     site = _site_packages(slot)

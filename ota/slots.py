@@ -7,7 +7,7 @@ when a slot's dependencies are broken.
 Layout under the root (default /opt/village-hub):
 
     slots/a, slots/b      two self-contained environments; a slot with `release.json` is complete
-    current -> slots/a    the slot systemd starts (`current/bin/python3 -m hub run`); switched by rename
+    current -> slots/a    the slot systemd starts (`current/bin/python3 -P -m hub run`); switched by rename
     ota-state.json        active/previous slot, the trial, the last result, history, events not yet reported
     ota-state.lock        flock: the guard, the installer and the service never write the state at once
     staging/              downloads (blobs/<sha256>, resumable .part files)

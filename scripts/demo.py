@@ -18,6 +18,10 @@ import time
 import urllib.request
 import zoneinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ota.demo import DemoOta
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -28,6 +32,28 @@ def a_minute_from_now() -> str:
     """Local time in the hub's zone (Asia/Ho_Chi_Minh, the default), as the demo's one-off programme wants it."""
     now = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"))
     return (now + dt.timedelta(minutes=1)).replace(microsecond=0, tzinfo=None).isoformat()
+
+
+def updates_summary(ota: DemoOta) -> str:
+    """What the Updates line of the banner says: which release runs, and when the newer one installs (the window
+    is in the hub's local time, so a demo started at 02:00 in Vietnam installs it within a minute)."""
+    from hub.updates.settings import OtaSettings
+    from ota import slots
+
+    layout = slots.Layout(ota.root)
+    active = layout.active() or "a"
+    running = layout.version(active) or ota.current_version
+    if running == ota.newer_version:
+        return f"running {running} from slot {active} (the newest release, installed by an earlier run)"
+    window = OtaSettings()
+    now = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")).time()
+    span = f"{window.window_start:%H:%M}-{window.window_end:%H:%M}"
+    if window.window_start <= now < window.window_end:
+        when = f"within a minute: it is {now:%H:%M} in Vietnam, inside the {span} window"
+    else:
+        when = f'in the {span} window ("Install now" installs it at once)'
+    indent = " " * 28  # under the URL column of the banner
+    return f"running {running} from slot {active}; release\n{indent}{ota.newer_version} installs {when}"
 
 
 def free_port() -> int:
@@ -296,7 +322,7 @@ def main() -> int:
             # What a technician does on site: `hub enroll CODE` with the code the commune gave them.
             subprocess.run([BIN / "hub", "--config", config, "enroll", enrollment], check=True)
         ota.guard()  # as the unit's ExecStartPre, then the slot `current` points at
-        hub = subprocess.Popen([ota.python, "-m", "hub", "--config", config, "run"])
+        hub = subprocess.Popen([ota.python, "-P", "-m", "hub", "--config", config, "run"])  # -P: the slot's code
         wait_http(f"http://127.0.0.1:{args.hub_port}/healthz", 20, hub)
         command = queue_command(
             args.cloud_port,
@@ -322,8 +348,7 @@ Village Hub demo is running (simulated hardware). Ctrl-C stops it.
   Cloud API document   http://127.0.0.1:{args.cloud_port}/openapi.yaml
   Cloud command        announcement #{command} queued at the cloud; see the hub's Cloud link page and broadcast log
   Diagnose the box     .venv/bin/hub --config {config} doctor
-  Updates              http://127.0.0.1:{args.hub_port}/updates   running {ota.current_version} from slot a; release
-                            {ota.newer_version} waits for the 01:00-04:00 window ("Install now" installs it)
+  Updates              http://127.0.0.1:{args.hub_port}/updates   {updates_summary(ota)}
                        .venv/bin/hub --config {config} ota status
   Outbox               .venv/bin/hub --config {config} outbox stats
 """,

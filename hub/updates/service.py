@@ -181,6 +181,8 @@ class UpdateService(Service):
 
     async def _report_events(self) -> None:
         """The slot layer's and the guard's events (kept in the state file) into the outbox, then forgotten."""
+        # Health first: once the outbox says "committed", /api/health must not still show the state before it.
+        await asyncio.to_thread(self._refresh_state)
         events = await asyncio.to_thread(slots.pending_events, self.layout)
         if events:
 
@@ -204,10 +206,32 @@ class UpdateService(Service):
 
     # ---- trial: commit or roll back ------------------------------------------------------------------------
 
+    def code_mismatch(self) -> str | None:
+        """Why the code running is not the slot's release, if it is not.
+
+        `python3 -m hub` puts the working directory first on sys.path: started from a source checkout without
+        -P, a slot's interpreter runs the checkout's hub. Committing (or installing again) on the strength of
+        that code's health would be wrong, and it would see its own release as newer forever.
+        """
+        if self.mode != "slots":
+            return None
+        release = self.layout.version(self.slot)
+        if release is None or release == __version__:
+            return None
+        where = Path(__file__).resolve().parents[1]  # this hub package
+        return (
+            f"the hub running is {__version__} from {where}, not slot {self.slot}'s release {release} "
+            "(started with the working directory's code first on sys.path? the unit runs `python3 -P -m hub run`)"
+        )
+
     def critical_problems(self) -> list[str]:
-        """Why the hub is not healthy enough to commit: critical services not running, a stalled watchdog."""
+        """Why the hub is not healthy enough to commit: critical services not running, a stalled watchdog, or the
+        release's own code not being what runs."""
         health = self._hub_health()
         out: list[str] = []
+        mismatch = self.code_mismatch()
+        if mismatch:
+            out.append(mismatch)
         for name, service in (health.get("services") or {}).items():
             if name != self.name and service.get("critical") and service.get("state") != "running":
                 out.append(f"{name} {service.get('state')}")
@@ -316,6 +340,9 @@ class UpdateService(Service):
         return None
 
     async def _check_and_stage_inner(self) -> Built | None:
+        mismatch = self.code_mismatch()
+        if mismatch:
+            raise InstallError(f"not checking for updates: {mismatch}")
         client = await asyncio.to_thread(self._client)
         installed = __version__
         release = await asyncio.to_thread(client.check, installed)
@@ -503,4 +530,6 @@ class UpdateService(Service):
             out.append(f"release {last.get('failed_version')} was rolled back: {last.get('reason')}")
         if self.last_check and self.last_check.get("result") == "failed":
             out.append(f"update check failed: {self.last_check.get('error')}")
+        elif mismatch := self.code_mismatch():
+            out.append(mismatch)
         return out

@@ -83,4 +83,4 @@ def restart_command(root: Path, argv: list[str]) -> list[str]:
     if guard.exists():
         base = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base, "-E", "-s", str(guard), "--root", str(root)], check=False, timeout=60)
-    return [str(layout.current / "bin" / "python3"), "-m", "hub", *argv]
+    return [str(layout.current / "bin" / "python3"), "-P", "-m", "hub", *argv]

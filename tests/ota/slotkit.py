@@ -92,7 +92,7 @@ def install_initial(root: Path, version: str, **kw: Any) -> slots.Layout:
 
 class Runner:
     """systemd for one unit, as the shipped unit declares it: ExecStartPre=the guard (from its stable copy, by
-    the base interpreter, no PYTHON* environment), ExecStart=`current/bin/python3 -m hub run`, Restart=always.
+    the base interpreter, no PYTHON* environment), ExecStart=`current/bin/python3 -P -m hub run`, Restart=always.
     NOTIFY_SOCKET is set (to a path nobody listens on) so that the hub exits on a restart request instead of
     re-executing its own interpreter, exactly as under systemd."""
 
@@ -103,6 +103,8 @@ class Runner:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.cwd = root
+        self.isolated = True  # False: without -P, as a technician typing `python3 -m hub run` in a source tree
 
     def guard(self) -> None:
         base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
@@ -122,12 +124,13 @@ class Runner:
             env["NOTIFY_SOCKET"] = str(self.root / "no-systemd.sock")
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         with self.log.open("ab") as log:
+            python = [str(self.root / "current" / "bin" / "python3"), *(["-P"] if self.isolated else [])]
             self.proc = subprocess.Popen(
-                [str(self.root / "current" / "bin" / "python3"), "-m", "hub", "--config", str(self.config), "run"],
+                [*python, "-m", "hub", "--config", str(self.config), "run"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=str(self.root),
+                cwd=str(self.cwd),
             )
         self.starts += 1
 

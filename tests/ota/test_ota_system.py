@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from ota import slots
 from ota.repository import Repository
-from tests.ota.slotkit import Runner, hub_slot, install_initial
+from tests.ota.slotkit import REPO, Runner, hub_slot, install_initial
 from tests.ota.tuf_fixtures import OtaServer
 from tests.support.processes import HubProcess, http_get, write_hub_config
 
@@ -143,6 +144,37 @@ def test_outside_systemd_the_hub_restarts_into_the_new_slot(tmp_path: Path) -> N
         assert box.runner.proc is not None
         assert box.runner.proc.pid == pid
         assert box.state()["history"][-1]["kind"] == "ota.committed"
+
+
+def test_a_slot_interpreter_running_other_code_neither_commits_nor_installs(box: Box) -> None:
+    """Started from the source tree without -P, slot a's interpreter imports the tree's hub (another version):
+    the hub says so and does not install the published release again and again (it would never see itself
+    as up to date)."""
+    box.publish(NEW)
+    box.runner.isolated = False
+    box.runner.cwd = REPO
+    box.runner.start()
+    box.runner.wait_until(lambda: _ota_problems(box), 60, "the hub to notice it is not slot a's code")
+    [problem] = _ota_problems(box)
+    assert f"not slot a's release {OLD}" in problem, problem
+    assert str(REPO / "hub") in problem
+    box.runner.wait_until(lambda: "ota.check_failed" in box.outbox_kinds() or _checked(box), 30, "a check")
+    time.sleep(5)  # two more check intervals: nothing gets installed
+    assert box.layout.active() == "a"
+    assert box.layout.release("b") is None
+    assert not [k for k in box.outbox_kinds() if k in ("ota.download_started", "ota.switched")]
+
+
+def _ota_problems(box: Box) -> list[str]:
+    health = box.health()
+    problems = (health or {}).get("services", {}).get("ota", {}).get("problems", [])
+    return [p for p in problems if "not slot" in p]
+
+
+def _checked(box: Box) -> bool:
+    health = box.health()
+    last = (health or {}).get("services", {}).get("ota", {}).get("details", {}).get("last_check") or {}
+    return last.get("result") == "failed"
 
 
 def test_a_release_that_never_becomes_healthy_is_rolled_back(tmp_path: Path) -> None:
