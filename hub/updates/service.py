@@ -402,7 +402,9 @@ class UpdateService(Service):
         except CommandError as exc:
             return f"cannot tell whether a broadcast is due ({exc})"
         if busy.get("playing"):
-            return f"a broadcast is playing ({busy.get('now_playing') or 'queued'})"
+            playing = busy.get("now_playing")
+            title = playing.get("title") if isinstance(playing, dict) else playing
+            return f"a broadcast is playing ({title or 'queued'})"
         next_at = busy.get("next_at")
         if next_at:
             due = dt.datetime.fromisoformat(next_at)

@@ -109,7 +109,7 @@ async def test_an_update_due_during_a_broadcast_waits_until_it_ends(tmp_path: Pa
             await rig.bus.call("ota.install_now", who="test")
             await rig.wait_for(lambda: service.waiting, 30, "the update to wait")
             assert service.waiting is not None
-            assert "a broadcast is playing" in service.waiting
+            assert service.waiting == "a broadcast is playing ([2.5s] họp thôn)"  # its title, as the page shows it
             assert service.health()["waiting"] == service.waiting
             assert service.layout.release("b") is not None  # staged in the inactive slot meanwhile
             assert service.layout.active() == "a"
