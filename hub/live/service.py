@@ -323,7 +323,7 @@ class LiveService(Service):
         answer = pc.localDescription
         self.counts["started"] += 1
         payload = self._summary(session)
-        await self.store.append(RecordClass.OPERATIONS, "live.started", payload)
+        await self.store.append(_record_class(session), "live.started", payload)
         self.bus.publish("live.started", **payload)
         session.supervisor = asyncio.create_task(self._supervise(session), name=f"live:{session.id}")
         log.info("live: session %s (%s) started for %s", session.id, session.mode, session.who or WHO)
@@ -426,7 +426,7 @@ class LiveService(Service):
         self.ended.insert(0, session.as_dict())
         del self.ended[ENDED_KEPT:]
         try:
-            await self.store.append(RecordClass.OPERATIONS, "live.ended", payload)
+            await self.store.append(_record_class(session), "live.ended", payload)
         except Exception:
             log.exception("live: could not record the end of session %s", session.id)
         self.bus.publish("live.ended", **payload)
@@ -482,6 +482,12 @@ class LiveService(Service):
                 if error:
                     out.append(f"live view of {session.camera}: {error}")
         return out
+
+
+def _record_class(session: Session) -> RecordClass:
+    """Who watched which camera, and when, is an access record (security class: kept and sent before routine
+    operations when the outbox is full); a live announcement is heard by everyone and logged as operations."""
+    return RecordClass.SECURITY if session.mode == "camera" else RecordClass.OPERATIONS
 
 
 def _peer_address(pc: RTCPeerConnection) -> str | None:

@@ -13,6 +13,7 @@ import pytest
 
 from cloud.live_client import Operator, start
 from hub.bus import CommandError
+from hub.store import RecordClass
 from tests.broadcast.rig import AMP_PIN, VN, ZONE1_PIN, ZONE2_PIN, Rig
 from tests.live.rig import LiveRig, need_host_address, wait_for
 
@@ -74,10 +75,13 @@ async def test_operator_voice_plays_on_the_chosen_zone_and_is_logged(tmp_path: P
             await wait_for(lambda: not rig.svc.sessions, 40, "the hub to see the operator leave")
             [entry] = await broadcast.wait_logged(timeout=10)
             records = rig.outbox("live.")
+            assert rig.store is not None
+            classes = {r.cls for r in rig.store.pending(10_000) if r.kind.startswith("live.")}
         await wait_for(lambda: not broadcast.pin_on(ZONE1_PIN), 10, "the zone relay to go off")
         [played] = [p for p in broadcast.playbacks() if p["source"].startswith("http://127.0.0.1")]
     assert entry["origin"] == "live"
     assert entry["level"] == "live"
+    assert classes == {RecordClass.OPERATIONS}  # heard by everyone: not an access record
     assert entry["zones"] == ["khu 1"]
     assert "trưởng thôn" in entry["title"]
     assert [kind for kind, _ in records] == ["live.started", "live.ended"]

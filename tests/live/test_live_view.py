@@ -12,6 +12,7 @@ import pytest
 
 from cloud.live_client import Viewer, start
 from hub.bus import CommandError
+from hub.store import RecordClass
 from tests.live.rig import LiveRig, make_clip, need_host_address, wait_for
 from tests.support.processes import free_port
 
@@ -42,6 +43,9 @@ async def test_viewer_gets_frames_of_the_size_asked_and_leaving_ends_the_session
         await viewer.close()
         await wait_for(lambda: not rig.svc.sessions, 40, "the hub to see the viewer leave")
         records = rig.outbox()
+        assert rig.store is not None
+        classes = {r.cls for r in rig.store.pending(10_000) if r.kind.startswith("live.")}
+    assert classes == {RecordClass.SECURITY}  # who watched a village camera is an access record
     assert [kind for kind, _ in records] == ["live.started", "live.ended"]
     started, ended = records[0][1], records[1][1]
     assert started == {
