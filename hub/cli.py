@@ -138,6 +138,7 @@ def cmd_provision(config_path: Path, user: str, from_stdin: bool) -> int:
             print("hub provision: the two passwords differ", file=sys.stderr)
             return EXIT_FAIL
     data_dir = Path(settings.hub.data_dir)
+    created = not data_dir.exists()
     try:
         CredentialFile(data_dir).set(user, password, settings.hub.id)
     except PasswordRejected as exc:
@@ -147,10 +148,9 @@ def cmd_provision(config_path: Path, user: str, from_stdin: bool) -> int:
         print(f"hub provision: cannot write to {data_dir}: {exc}", file=sys.stderr)
         return EXIT_FAIL
     path = data_dir / "technician.json"
-    if os.geteuid() == 0:
-        # Run as root on the box: the file must stay readable by the service, which owns the data directory.
-        owner = data_dir.stat()
-        os.chown(path, owner.st_uid, owner.st_gid)
+    from hub.ownership import hand_over
+
+    hand_over(data_dir, path, created=created)  # run as root on the box: the service must still read it
     print(f"technician password set for {user!r} in {path}; a running hub uses it at the next login")
     return EXIT_OK
 

@@ -140,9 +140,20 @@ def _technician(settings: Settings) -> Check:
 
 
 def _secrets(settings: Settings) -> Check:
+    from hub.enroll import read_token, token_path
+
     path = settings.hub.secrets_file
+    enrolled = token_path(Path(settings.hub.data_dir))
+    if enrolled.exists():
+        # `hub enroll` writes the token here (/etc is read-only to the service); it wins over the secrets file.
+        mode = stat.S_IMODE(enrolled.stat().st_mode)
+        if mode & 0o077:
+            return Check("fail", "secrets", f"{enrolled} is readable by others ({mode:04o}); expected 0600")
+        if read_token(Path(settings.hub.data_dir)) is None:
+            return Check("warn", "secrets", f"{enrolled} is empty or unreadable by this user: enroll again")
+        return Check("ok", "secrets", f"enrolled: the cloud token is in {enrolled} (0600)")
     if not path.exists():
-        return Check("warn", "secrets", f"{path} not found: no cloud token yet (box not enrolled)")
+        return Check("warn", "secrets", f"{path} not found: no cloud token yet (box not enrolled: `hub enroll CODE`)")
     try:
         secrets = load_secrets(path)
     except ConfigError as exc:
@@ -150,7 +161,7 @@ def _secrets(settings: Settings) -> Check:
     except PermissionError:
         return Check("warn", "secrets", f"{path} not readable by this user (run as the service user or root)")
     if not secrets.cloud_token:
-        return Check("warn", "secrets", f"{path}: no cloud_token (box not enrolled)")
+        return Check("warn", "secrets", f"{path}: no cloud_token and no enrollment (run `hub enroll CODE`)")
     return Check("ok", "secrets", f"{path} is private (0600) and holds a cloud token")
 
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import pwd
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,10 @@ from typing import Any
 import aiohttp
 
 from hub.config.settings import Settings
+from hub.ownership import service_owner
 from hub.sync.transport import CloudTransport, InsecureURLError, describe_error
 
 TOKEN_FILE = "cloud-token"  # noqa: S105 - a file name, not a secret
-SERVICE_USER = "village-hub"  # systemd/village-hub.sysusers.conf
 ENROLL_PATH = "/api/v1/enroll"
 
 
@@ -47,25 +46,6 @@ def read_token(data_dir: Path) -> str | None:
     except OSError:
         return None
     return token or None
-
-
-def service_owner(data_dir: Path) -> tuple[int, int] | None:
-    """Who must own what root writes into the data dir: its owner, or else the service user (if it exists).
-
-    A technician typically runs `sudo hub enroll …`: a root-owned token file (or data dir, before the first
-    start) would be unreadable by the service, which runs as village-hub.
-    """
-    if os.geteuid() != 0:
-        return None  # not root: whatever we create is ours, and we are the service (or a test)
-    with contextlib.suppress(FileNotFoundError):
-        st = data_dir.stat()
-        if st.st_uid != 0:
-            return st.st_uid, st.st_gid
-    try:
-        user = pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        return None  # a development box without the service user: root runs the hub too
-    return user.pw_uid, user.pw_gid
 
 
 def write_token(data_dir: Path, token: str) -> Path:

@@ -106,7 +106,7 @@ class CredentialFile:
             raise PasswordRejected("the user name must be 1-64 characters without spaces")
         check_new_password(password, user, hub_id)
         credential = Credential(user, hash_password(password), time.time())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)  # village data: not for others
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -141,7 +141,7 @@ def local_token(data_dir: Path, create: bool = False) -> str | None:
     if not create:
         return None
     token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(token + "\n")

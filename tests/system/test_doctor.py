@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from hub.enroll import write_token
 from tests.support.processes import HUB, CloudProcess, HubProcess, write_hub_config
 
 
@@ -70,6 +72,31 @@ def test_doctor_reports_a_corrupt_store_and_a_stopped_hub(tmp_path: Path) -> Non
     assert lines["hub"] == ("warn", f"not running (nothing answers at http://127.0.0.1:{hub.port}/api/health)")
     assert lines["cloud"][0] == "warn"
     assert db.read_bytes() == bytes(raw)  # doctor only looks; it never repairs or moves
+
+
+def test_doctor_sees_an_enrolled_box_and_a_provisioned_data_dir(tmp_path: Path) -> None:
+    config = write_hub_config(tmp_path / "hub", "thon-moi", cloud_url=None, token=None)
+    data_dir = tmp_path / "hub" / "data"
+    provisioned = subprocess.run(
+        [HUB, "--config", str(config), "provision", "--user", "kythuat", "--password-stdin"],
+        input="mật-khẩu-nhà-văn-hóa-2026\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert provisioned.returncode == 0, provisioned.stderr
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o750  # created by `hub provision`: village data, not others'
+    _, lines = doctor(config)
+    assert lines["data dir"][0] == "ok", lines["data dir"]
+    assert lines["secrets"][0] == "warn"
+    assert "hub enroll CODE" in lines["secrets"][1]
+    token = write_token(data_dir, "token-from-the-enrollment")
+    _, lines = doctor(config)
+    assert lines["secrets"] == ("ok", f"enrolled: the cloud token is in {token} (0600)")
+    token.chmod(0o644)
+    code, lines = doctor(config)
+    assert code == 1
+    assert lines["secrets"] == ("fail", f"{token} is readable by others (0644); expected 0600")
 
 
 def test_doctor_on_bad_config(tmp_path: Path) -> None:
