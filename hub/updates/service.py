@@ -39,6 +39,7 @@ from hub.updates.settings import OtaSettings
 from ota import balena, slots
 from ota.errors import ClockUntrustedError, MetadataError, OtaError, RollbackError, TargetError
 from ota.installer import Built, InstallError, build_slot, have_blob
+from ota.manifest import is_newer
 
 log = logging.getLogger(__name__)
 
@@ -323,10 +324,12 @@ class UpdateService(Service):
             client.now = system_clock(floor, client.cloud_time)
         return client
 
-    async def _check_and_stage(self) -> Built | None:
+    async def _check_and_stage(self, staged: str | None = None) -> Built | None:
+        """The newest release staged in the inactive slot, or None. With `staged` (a release already waiting
+        for the window), None unless a release newer than that one has appeared."""
         self.phase = "checking"
         try:
-            return await self._check_and_stage_inner()
+            return await self._check_and_stage_inner(staged)
         except OtaError as exc:
             cls = RecordClass.SECURITY if isinstance(exc, SECURITY_ERRORS) else RecordClass.OPERATIONS
             result = "clock-untrusted" if isinstance(exc, ClockUntrustedError) else "failed"
@@ -339,7 +342,7 @@ class UpdateService(Service):
             self.phase = "idle"
         return None
 
-    async def _check_and_stage_inner(self) -> Built | None:
+    async def _check_and_stage_inner(self, staged: str | None) -> Built | None:
         mismatch = self.code_mismatch()
         if mismatch:
             raise InstallError(f"not checking for updates: {mismatch}")
@@ -356,6 +359,8 @@ class UpdateService(Service):
             await self._event("ota.checked", result="skipped-rolled-back", version=release.version)
             return None
         self.last_check = {"at": time.time(), "result": "available", "version": release.version}
+        if staged is not None and not is_newer(release.version, staged):
+            return None  # what waits for the window is still the newest: nothing to report again
         await self._event("ota.checked", result="available", version=release.version, installed=installed)
         plan = client.plan(release, have_blob(self.layout))
         self.phase = "downloading"
@@ -417,6 +422,7 @@ class UpdateService(Service):
         self.phase = "waiting"
         # Broadcast events (started, idle) wake the check at once: an install right after a broadcast ends.
         sub = self.bus.subscribe("broadcast")
+        recheck_at = time.monotonic() + self.settings.check_interval_s
         try:
             while True:
                 self.beat()
@@ -426,6 +432,18 @@ class UpdateService(Service):
                 self.waiting = reason
                 if reason is None:
                     break
+                if self._trigger.is_set() or time.monotonic() >= recheck_at:
+                    # A release can wait all day for the window: if a fix of it is published meanwhile, the
+                    # box installs the fix, not the release it replaces.
+                    recheck_at = time.monotonic() + self.settings.check_interval_s
+                    self._trigger.clear()
+                    newer = await self._check_and_stage(staged=built.version)
+                    self.phase = "waiting"
+                    if newer is not None:
+                        log.info("ota: %s replaces %s, which was waiting", newer.version, built.version)
+                        built = newer
+                        self.waiting = None  # said again for the new release
+                        continue
                 self._trigger.clear()
                 await self._wake(sub, WAIT_POLL_S)
         finally:

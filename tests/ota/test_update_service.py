@@ -159,6 +159,36 @@ async def test_outside_the_window_it_waits_unless_told_now(tmp_path: Path, box: 
         assert service.layout.active() == "b"
 
 
+async def test_a_fix_published_while_a_release_waits_for_the_window_replaces_it(tmp_path: Path, box: Box) -> None:
+    async with Rig(tmp_path / "rig", dt.datetime(2025, 9, 1, 12, 0, tzinfo=VN)) as rig:
+        service = box.service(rig, window_start="01:00", window_end="04:00")
+        task = await _run(service)
+        try:
+            await rig.bus.call("ota.check_now", who="test")
+            await rig.wait_for(lambda: service.staged and service.waiting, 30, "the release to wait for the window")
+            assert service.staged == {"slot": "b", "version": NEWER}
+            fix = "99.0.1"
+            build = tmp_path / "build-fix"
+            small_tree(build, fix, extra={"lib/feature.py": b"FEATURE = 'fixed'\n"})
+            box.repo.add_release(build, fix, "x86_64", "3.11")
+            await rig.bus.call("ota.check_now", who="test")
+            await rig.wait_for(lambda: (service.staged or {}).get("version") == fix, 30, "the fix to be staged")
+            assert service.waiting == "outside the maintenance window 01:00-04:00"
+            assert not box.restarts
+            assert service.layout.version("b") == fix
+            await rig.bus.call("ota.check_now", who="test")  # nothing newer again: the staged fix stays
+            await rig.wait_for(lambda: service.phase == "waiting", 10, "the check")
+            await rig.bus.call("ota.install_now", who="test")
+            await rig.wait_for(lambda: box.restarts, 40, "the install on command")
+        finally:
+            await _stop(task)
+        assert fix in box.restarts[0][1]
+        trial = slots.load_state(service.layout)["trial"]
+        assert trial["version"] == fix
+        built = [payload["version"] for kind, payload in rig.outbox() if kind == "ota.slot_built"]
+        assert built == [NEWER, fix]  # each staged once
+
+
 async def test_off_when_not_running_from_a_slot(tmp_path: Path, box: Box) -> None:
     async with Rig(tmp_path / "rig", START) as rig:
         assert rig.store is not None
