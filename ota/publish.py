@@ -11,7 +11,10 @@ build-slot DIR [--source SRC] [--deps copy|pip|pth]
 release REPO --keys KEYDIR --slot-dir DIR --version V --arch A [--min-config-version N]
 timestamp REPO --keys KEYDIR            re-sign the short-lived timestamp (or let `hub-cloud serve --ota-repo
                                         REPO --ota-keys KEYDIR` do it once half its lifetime is gone)
-resign REPO --keys KEYDIR               re-sign targets (offline key), snapshot, timestamp: before targets expire
+resign REPO --keys KEYDIR               re-sign targets (offline key), snapshot, timestamp: before targets expire;
+                                        renews root too (offline root key) when it expires within 90 days
+rotate-key REPO --keys KEYDIR --role R  a new key for role R (root, targets, snapshot, timestamp): a new root
+                                        names it, the role is re-signed with it, the old one is retired
 list REPO --keys KEYDIR                 published releases
 """
 
@@ -24,10 +27,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
-from ota.repository import ExpiryPolicy, Repository
+from ota.repository import ROLES, ExpiryPolicy, Repository
+
+ROOT_RENEW_BEFORE = timedelta(days=90)  # a box whose newest root has expired refuses every update
 
 HUB_PACKAGES = ("hub", "drivers", "ml", "ota")
 PROJECT = "village-hub"
@@ -152,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     resign = sub.add_parser("resign", help="re-sign targets, snapshot and timestamp (offline targets key)")
     resign.add_argument("repo", type=Path)
     resign.add_argument("--keys", type=Path, required=True)
+    rot = sub.add_parser("rotate-key", help="replace a role's key (e.g. the online keys after a server breach)")
+    rot.add_argument("repo", type=Path)
+    rot.add_argument("--keys", type=Path, required=True)
+    rot.add_argument("--role", required=True, choices=ROLES)
     ls = sub.add_parser("list", help="list published releases")
     ls.add_argument("repo", type=Path)
     ls.add_argument("--keys", type=Path, required=True)
@@ -175,10 +185,17 @@ def main(argv: list[str] | None = None) -> int:
             print("timestamp re-signed")
         elif args.command == "resign":
             repository = Repository(args.repo, args.keys)
+            root_expires = repository.load("root").signed.expires
+            if root_expires - datetime.now(UTC) < ROOT_RENEW_BEFORE:
+                repository.bump_root()
+                print(f"root re-signed, valid until {repository.load('root').signed.expires:%Y-%m-%d}")
             repository.bump_targets()
             repository.bump_snapshot()
             repository.bump_timestamp()
             print(f"targets re-signed, valid until {repository.load('targets').signed.expires:%Y-%m-%d}")
+        elif args.command == "rotate-key":
+            keyid = Repository(args.repo, args.keys).rotate_key(args.role)
+            print(f"{args.role} key replaced by {keyid[:16]}…; boxes take the new root at their next check")
         elif args.command == "list":
             for arch, version in sorted(Repository(args.repo, args.keys).releases()):
                 print(f"{arch} {version}")

@@ -13,6 +13,12 @@ trusted as the manifest and the client checks it before use.
 
 Keys: `<keys>/offline/{root,targets}.pem` are meant to live on an offline machine (a release is signed there),
 `<keys>/online/{snapshot,timestamp}.pem` on the server that refreshes the short-lived timestamp.
+
+Key rotation (`rotate_key`): a new root version lists the role's new key instead of the old one (a new root key
+signs together with the old, so boxes that trust the old root follow the chain); the role's metadata is then
+re-signed with the new key, and the old key file moves to `<keys>/retired/`. Boxes pick the new root up at
+their next check: whatever the old key signs from then on is refused. Root itself expires (a year by default):
+`resign` renews it in time, since a box whose newest root has expired refuses every update.
 """
 
 from __future__ import annotations
@@ -64,13 +70,17 @@ def generate_keys(keys: Path) -> None:
     """Create an ed25519 key per role (never overwrites an existing key)."""
     for role in ROLES:
         path = key_path(keys, role)
-        if path.exists():
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        signer = CryptoSigner.generate_ed25519()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(signer.private_bytes)
+        if not path.exists():
+            _write_key(path, CryptoSigner.generate_ed25519())
+
+
+def _write_key(path: Path, signer: CryptoSigner) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(signer.private_bytes)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_signer(path: Path) -> CryptoSigner:
@@ -177,6 +187,55 @@ class Repository:
     def write_signed(self, md: Metadata[Any], role: str, signers: Iterable[Signer] | None = None) -> bytes:
         """Write already-edited metadata as is (version and expiry untouched); for tests and key rotation."""
         return self._write(md, role, signers)
+
+    def bump_root(self, edit: Any = None, signers: Iterable[Signer] | None = None) -> None:
+        """A new root version, valid for the policy's time from now (signed by the current root key unless
+        `signers` is given: a root key rotation needs the old and the new key)."""
+        md = self.load(Root.type)
+        if edit is not None:
+            edit(md.signed)
+        md.signed.version += 1
+        md.signed.expires = datetime.now(UTC) + self.policy.root
+        self._write(md, Root.type, signers)
+
+    def rotate_key(self, role: str) -> str:
+        """Replace `role`'s key by a new one (see the module doc); returns the new key id.
+
+        Crash-safe: the new key is written (as `<role>.pem.new`) before the root that names it, and a rotation
+        found half done is finished rather than started again.
+        """
+        if role not in ROLES:
+            raise ValueError(f"role: expected one of {', '.join(ROLES)}, not {role!r}")
+        path = key_path(self.keys, role)
+        pending = path.with_name(path.name + ".new")
+        root = self.load(Root.type).signed
+        if pending.exists():
+            new = load_signer(pending)
+            if new.public_key.keyid not in root.roles[role].keyids:
+                pending.unlink()  # the earlier attempt stopped before the root named the key: start again
+        if not pending.exists():
+            old_root = self.signer(Root.type)
+            new = CryptoSigner.generate_ed25519()
+            _write_key(pending, new)
+
+            def swap(signed: Root) -> None:
+                for keyid in list(signed.roles[role].keyids):
+                    signed.revoke_key(keyid, role)
+                signed.add_key(new.public_key, role)
+
+            self.bump_root(swap, [old_root, new] if role == Root.type else [old_root])
+        retired = self.keys / "retired"
+        retired.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists():
+            old_id = load_signer(path).public_key.keyid
+            path.replace(retired / f"{role}-{old_id[:16]}.pem")
+        pending.replace(path)
+        if role == Targets.type:
+            self.bump_targets()
+        if role in (Targets.type, Snapshot.type):
+            self.bump_snapshot()
+        self.bump_timestamp()
+        return str(new.public_key.keyid)
 
     def bump_targets(self, edit: Any = None) -> None:
         md = self.load(Targets.type)
