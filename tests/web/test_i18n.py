@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from babel.messages.extract import extract_from_dir
-
-from hub.web.i18n import Catalogs, pick_language, read_catalog
+from hub.web.i18n import Catalogs, pick_language
+from tests.support.catalogs import assert_catalog_complete
 
 WEB = Path(__file__).resolve().parents[2] / "hub" / "web"
-PLACEHOLDER = re.compile(r"\{(\w*)\}")
 
 
 def test_every_page_string_has_a_vietnamese_translation_with_the_same_placeholders() -> None:
-    catalog = read_catalog("vi")
-    extracted = {
-        message
-        for _file, _line, message, _comments, _context in extract_from_dir(
-            str(WEB), [("**.py", "python"), ("templates/**.html", "jinja2")]
-        )
-        if isinstance(message, str)
-    }
-    assert len(extracted) > 100
-    missing = sorted(m for m in extracted if not (catalog.get(m) and catalog.get(m).string))  # type: ignore[union-attr]
-    assert not missing, f"untranslated (run scripts/update-catalog.py, then translate): {missing}"
-    for message in extracted:
-        translated = catalog.get(message).string  # type: ignore[union-attr]
-        assert sorted(PLACEHOLDER.findall(message)) == sorted(PLACEHOLDER.findall(str(translated))), message
+    assert_catalog_complete(
+        "hub.web", WEB, [("**.py", "python"), ("templates/**.html", "jinja2")], "scripts/update-catalog.py hub"
+    )
 
 
 def test_the_same_template_renders_in_both_languages() -> None:
