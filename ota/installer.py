@@ -122,6 +122,22 @@ def _link_or_copy(source: Path, dest: Path, entry: dict[str, Any]) -> None:
     _copy_verified(source, dest, entry)
 
 
+def _make_folder(slot_dir: Path, folder: Path) -> None:
+    """mkdir -p inside the slot, replacing what an older release left there as a file or link (a module that
+    became a package)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    except (FileExistsError, NotADirectoryError):
+        pass
+    here = slot_dir
+    for part in folder.relative_to(slot_dir).parts:
+        here = here / part
+        if here.is_symlink() or (here.exists() and not here.is_dir()):
+            here.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def build_slot(
     layout: Layout,
     manifest_bytes: bytes,
@@ -154,7 +170,7 @@ def build_slot(
     for n, (name, entry) in enumerate(sorted(files.items()), 1):
         rel = safe_relative(name)
         dest = slot_dir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(slot_dir, dest.parent)
         dirs.add(dest.parent)
         if _matches(dest, entry):
             resumed = True

@@ -439,6 +439,11 @@ class UpdateService(Service):
                     self._trigger.clear()
                     newer = await self._check_and_stage(staged=built.version)
                     self.phase = "waiting"
+                    if newer is None and self.layout.version(built.slot) != built.version:
+                        # Building a newer release failed half-way (disk full…): the staged one is gone too.
+                        # Back to the regular checks, which stage again; never switch to an incomplete slot.
+                        self.staged, self.waiting, self.phase = None, None, "idle"
+                        return
                     if newer is not None:
                         log.info("ota: %s replaces %s, which was waiting", newer.version, built.version)
                         built = newer

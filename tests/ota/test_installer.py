@@ -104,3 +104,19 @@ def test_refuses_to_build_into_the_active_slot(tmp_path: Path) -> None:
     manifest = small_tree(tmp_path / "src", "1.1.0")
     with pytest.raises(slots.SlotError, match="active slot"):
         build_slot(layout, manifest, tmp_path, target="a")
+
+
+def test_a_path_that_was_a_file_in_the_old_release_may_be_a_folder_in_the_new_one(tmp_path: Path) -> None:
+    layout = _active(tmp_path / "root")
+    first = tmp_path / "first"
+    manifest = small_tree(first, "1.1.0", extra={"lib/plugin": b"A FILE in 1.1.0\n"})
+    build_slot(layout, manifest, blobs_of(first, manifest, tmp_path / "blobs-1"))
+    assert (layout.slot("b") / "lib/plugin").is_file()
+    # 1.2.0 is staged into the same inactive slot (a newer release replaced 1.1.0 before the window came):
+    # lib/plugin is now a package, and the old lib/plugin file stands where its folder must go.
+    second = tmp_path / "second"
+    manifest = small_tree(second, "1.2.0", extra={"lib/plugin/__init__.py": b"PLUGIN = 2\n"})
+    built = build_slot(layout, manifest, blobs_of(second, manifest, tmp_path / "blobs-2"))
+    assert built.version == "1.2.0"
+    assert (layout.slot("b") / "lib/plugin/__init__.py").read_bytes() == b"PLUGIN = 2\n"
+    assert layout.release("b") is not None

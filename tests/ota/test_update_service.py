@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,44 @@ async def test_a_fix_published_while_a_release_waits_for_the_window_replaces_it(
         assert trial["version"] == fix
         built = [payload["version"] for kind, payload in rig.outbox() if kind == "ota.slot_built"]
         assert built == [NEWER, fix]  # each staged once
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    """chattr ±i: even root cannot create files in an immutable directory (what a failing card looks like)."""
+    flag = "+i" if on else "-i"
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False).returncode == 0
+
+
+async def test_a_fix_that_fails_to_build_never_leaves_a_half_slot_to_switch_to(tmp_path: Path, box: Box) -> None:
+    async with Rig(tmp_path / "rig", dt.datetime(2025, 9, 1, 12, 0, tzinfo=VN)) as rig:
+        service = box.service(rig, window_start="01:00", window_end="04:00")
+        task = await _run(service)
+        lib = box.layout.slot("b") / "lib"
+        try:
+            await rig.bus.call("ota.check_now", who="test")
+            await rig.wait_for(lambda: service.staged and service.waiting, 30, "the release to wait for the window")
+            build = tmp_path / "build-fix"
+            small_tree(build, "99.0.1", extra={"lib/feature.py": b"FEATURE = 'fixed'\n"})
+            box.repo.add_release(build, "99.0.1", "x86_64", "3.11")
+            # The card refuses writes in the staged slot's lib/ (as a full or failing card would): the fix's build
+            # stops half-way, after the staged release's release.json is gone.
+            if not await asyncio.to_thread(_immutable, lib, True):
+                pytest.skip("chattr +i is not available on this filesystem")
+            await rig.bus.call("ota.check_now", who="test")
+            await rig.wait_for(lambda: service.staged is None, 30, "the service to give up the broken stage")
+            assert service.layout.release("b") is None  # incomplete: its release.json is written last
+            assert any("update check failed" in p for p in service.problems()), service.problems()
+            await rig.bus.call("ota.install_now", who="test")
+            await rig.wait_for(lambda: service.phase == "idle", 30, "the check the command asked for")
+            await asyncio.sleep(0.5)
+            assert not box.restarts  # never switched to the half-built slot
+            assert await asyncio.to_thread(_immutable, lib, False)
+            await rig.bus.call("ota.check_now", who="test")  # the card works again: the next check stages the fix
+            await rig.wait_for(lambda: service.layout.version("b") == "99.0.1", 30, "the fix staged")
+        finally:
+            await asyncio.to_thread(_immutable, lib, False)
+            await _stop(task)
+        assert service.layout.active() == "a"
 
 
 async def test_off_when_not_running_from_a_slot(tmp_path: Path, box: Box) -> None:
