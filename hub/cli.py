@@ -12,8 +12,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub import __version__
+
+if TYPE_CHECKING:
+    from hub.config import Settings
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -93,6 +97,17 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def _settings(config_path: Path) -> Settings:
+    """The configuration, or exit with EXIT_CONFIG after printing what is wrong (it names the file and key)."""
+    from hub.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
 def cmd_run(config_path: Path) -> int:
     from hub.app import Hub
     from hub.config import ConfigError, load_secrets, load_settings
@@ -122,14 +137,9 @@ def cmd_provision(config_path: Path, user: str, from_stdin: bool) -> int:
     user, which is the point: physical or SSH access to the box)."""
     import getpass
 
-    from hub.config import ConfigError, load_settings
     from hub.web.credentials import CredentialFile, PasswordRejected
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+    settings = _settings(config_path)
     if from_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -156,14 +166,9 @@ def cmd_provision(config_path: Path, user: str, from_stdin: bool) -> int:
 
 
 def cmd_enroll(config_path: Path, code: str) -> int:
-    from hub.config import ConfigError, load_settings
     from hub.enroll import EnrollError, enroll
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+    settings = _settings(config_path)
     try:
         done = asyncio.run(enroll(settings, code))
     except EnrollError as exc:
@@ -212,15 +217,10 @@ def cmd_doctor(config_path: Path, *, as_json: bool) -> int:
 
 
 def cmd_outbox_stats(config_path: Path, *, as_json: bool) -> int:
-    from hub.config import ConfigError, load_settings
     from hub.store.database import DB_NAME, connect
     from hub.store.store import StoreLimits, outbox_stats
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+    settings = _settings(config_path)
     path = settings.hub.data_dir / DB_NAME
     if not path.exists():
         print(f"hub: no store at {path} yet", file=sys.stderr)
@@ -243,27 +243,16 @@ def cmd_outbox_stats(config_path: Path, *, as_json: bool) -> int:
 
 
 def cmd_ota_status(config_path: Path, *, as_json: bool) -> int:
-    from hub.config import ConfigError, load_settings
     from hub.updates.status import render, status
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+    settings = _settings(config_path)
     info = status(settings.ota.root)
     print(json.dumps(info, ensure_ascii=False, indent=1) if as_json else render(info))
     return EXIT_OK
 
 
 def cmd_healthcheck(config_path: Path, timeout: float) -> int:
-    from hub.config import ConfigError, load_settings
-
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+    settings = _settings(config_path)
     host = settings.management.host
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - wildcard bind answers on loopback
     url = f"http://{host}:{settings.management.port}/healthz"
