@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.store import SCHEMA as HUBS_SCHEMA
-from cloud.store import set_hub_token
+from cloud.store import connect_durable, set_hub_token
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrollments (
@@ -94,11 +94,7 @@ class Enrollment:
 
 class CommandStore:
     def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA busy_timeout = 10000")
+        self._conn = connect_durable(db_path)
         self._conn.executescript(SCHEMA)
         # Enrollment writes the hub's token in the same transaction that uses the code: the hubs table must exist.
         self._conn.executescript(HUBS_SCHEMA)

@@ -61,13 +61,20 @@ class IngestResult:
     duplicates: int
 
 
+def connect_durable(path: Path) -> sqlite3.Connection:
+    """The cloud database as every writer opens it: WAL, a full fsync per commit (an ack or a command id promises
+    the data is on disk), and a wait rather than an error while the other writer holds the lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
 class CloudStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")  # the ack promises the records are durable
-        self._conn.execute("PRAGMA busy_timeout = 10000")
+        self._conn = connect_durable(path)
         self._conn.executescript(SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(hubs)")}
         if "pending" not in columns:  # a database from before hubs reported their backlog
